@@ -7,6 +7,7 @@
 //! module `pml`). Nothing here depends on the rest of oohgc.
 
 pub mod contract;
+pub mod pml;
 pub mod raw_vec;
 
 pub use contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
