@@ -5,10 +5,26 @@
 //! `mprotect`, `soft-dirty`), a software card table (`card`), the trivial
 //! `none`, and the modelled OoH page-modification logging (`epml`, `spml`,
 //! module `pml`). Nothing here depends on the rest of oohgc.
+//!
+//! Pick a source by name with [`open`] (or [`open_best`]); each backend is
+//! also public as its own type for programs that want its extra knobs.
+
+#![warn(missing_docs)]
 
 pub mod contract;
 pub mod pml;
 pub mod raw_vec;
+
+mod bitmap;
+mod counters;
+mod ranges;
+#[cfg(any(feature = "pagemap-scan", feature = "uffd"))]
+mod uffd_sys;
+
+#[cfg(feature = "pagemap-scan")]
+pub mod pagemap_scan;
+#[cfg(feature = "uffd")]
+pub mod uffd;
 
 pub use contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 

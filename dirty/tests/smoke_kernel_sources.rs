@@ -1,0 +1,54 @@
+//! Basic track / arm / write / harvest round trips on the kernel sources.
+
+mod common;
+
+use common::{addrs, harvest_pages, Mapping};
+use oohgc_dirty::DirtySource;
+
+fn round_trip(source: &dyn DirtySource) {
+    let m = Mapping::new(64);
+    // Touch some pages before tracking (populated and unpopulated mix).
+    for i in 0..32 {
+        m.write(i, 1);
+    }
+    source.track(m.range).unwrap();
+    source.arm().unwrap();
+    assert!(
+        harvest_pages(source).is_empty(),
+        "{}: nothing written yet",
+        source.name()
+    );
+    for i in [0, 5, 31, 32, 40, 63] {
+        m.write(i, 2);
+    }
+    assert_eq!(
+        harvest_pages(source),
+        addrs(&m, &[0, 5, 31, 32, 40, 63]),
+        "{}",
+        source.name()
+    );
+    assert!(
+        harvest_pages(source).is_empty(),
+        "{}: harvest re-arms",
+        source.name()
+    );
+    m.write(5, 3);
+    assert_eq!(harvest_pages(source), addrs(&m, &[5]), "{}", source.name());
+    let c = source.counters();
+    assert_eq!(c.harvests, 4);
+    assert_eq!(c.pages_reported, 7);
+    source.untrack(m.range).unwrap();
+}
+
+#[test]
+fn pagemap_scan_round_trip() {
+    let s = oohgc_dirty::pagemap_scan::PagemapScanSource::open().unwrap();
+    round_trip(&s);
+}
+
+#[test]
+fn uffd_round_trip() {
+    let s = oohgc_dirty::uffd::UffdSource::open().unwrap();
+    round_trip(&s);
+    assert_eq!(s.counters().write_traps, 7);
+}
