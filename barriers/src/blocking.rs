@@ -1,0 +1,91 @@
+//! Blocking regions (bdwgc's `GC_do_blocking`): a thread about to block for
+//! a long time in a system call announces it, so that stopping the world
+//! does not have to interrupt it.
+//!
+//! On entry the callee-saved registers are spilled into the returned guard
+//! (which lives in the caller's frame) and the stack pointer is recorded; the
+//! thread is then not signalled by `stop_world`, and its stack
+//! `[recorded sp, base)` is reported instead. Code inside the region must not
+//! touch collected memory or create new references to it. Leaving the region
+//! while the world is stopped waits for the restart.
+//!
+//! Leaving uses a Dekker handshake with the stopper: the thread clears its
+//! flag, then reads the epoch; the stopper makes the epoch odd, then reads the
+//! flag (all SeqCst). Either the stopper sees the flag cleared and signals the
+//! thread, or the thread sees the stop and waits until the epoch is even.
+
+use core::marker::PhantomData;
+use core::sync::atomic::Ordering;
+
+use crate::registry::{self, Slot};
+use crate::stop_table::EPOCH;
+use crate::sys::{self, SpilledRegisters};
+
+/// Marks the calling thread as inside a blocking region until dropped.
+/// `!Send`: it must be dropped on the thread that created it. Keep it in a
+/// local variable (its spilled registers are part of the reported stack).
+#[must_use = "the blocking region ends when the guard is dropped"]
+pub struct BlockingGuard {
+    /// Callee-saved registers at entry: pointers the caller's callers kept in
+    /// registers stay visible to a scan of the (not suspended) stack.
+    spilled: SpilledRegisters,
+    /// The thread's slot, or `None` for a nested region (only the outermost
+    /// region records and clears anything).
+    slot: Option<&'static Slot>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Enters a blocking region (registering the thread if needed). While inside,
+/// `stop_world` does not signal this thread and reports its stack from the
+/// stack pointer recorded here. Nested calls are allowed.
+#[inline(never)]
+pub fn enter_blocking() -> BlockingGuard {
+    registry::register_current_thread();
+    let slot = registry::current_slot().expect("registered just above");
+    let mut guard = BlockingGuard {
+        spilled: [0; 6],
+        slot: None,
+        _not_send: PhantomData,
+    };
+    if slot.blocking_depth.fetch_add(1, Ordering::Relaxed) > 0 {
+        return guard;
+    }
+    sys::spill_callee_saved(&mut guard.spilled);
+    core::hint::black_box(&guard.spilled);
+    guard.slot = Some(slot);
+    slot.blocking_sp
+        .store(sys::stack_pointer(), Ordering::SeqCst);
+    slot.in_blocking.store(1, Ordering::SeqCst);
+    guard
+}
+
+impl Drop for BlockingGuard {
+    fn drop(&mut self) {
+        core::hint::black_box(&self.spilled);
+        let Some(slot) = self.slot else {
+            if let Some(slot) = registry::current_slot() {
+                slot.blocking_depth.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        slot.blocking_depth.store(0, Ordering::Relaxed);
+        slot.in_blocking.store(0, Ordering::SeqCst);
+        loop {
+            let epoch = EPOCH.load(Ordering::SeqCst);
+            if epoch & 1 == 0 {
+                return;
+            }
+            // A stopper may still signal us (if it saw the flag cleared):
+            // the handler interrupts this wait and runs as usual.
+            sys::futex_wait(&EPOCH, epoch, None);
+        }
+    }
+}
+
+impl core::fmt::Debug for BlockingGuard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BlockingGuard")
+            .field("outermost", &self.slot.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,441 @@
+//! Stop-the-world: suspend every other thread of the process, report where
+//! their roots are, and restart them when the `StoppedWorld` is dropped.
+//!
+//! Which threads: every thread listed in `/proc/self/task` except the caller
+//! and excluded (collector-internal) threads — registered or not, because a
+//! thread that never allocated may still hold a pointer. Threads inside a
+//! blocking region are not signalled; their recorded stack is reported.
+//! Listing repeats until a round finds no new thread, so threads created
+//! while stopping are caught (only running threads can create threads, and
+//! after a round every listed thread is stopped).
+//!
+//! Waiting: the stopper futex-waits on the acknowledgement counter. Signals
+//! that seem lost are re-sent after [`FIRST_RESEND_AFTER_NS`], then at
+//! doubling intervals up to [`MAX_RESEND_INTERVAL_NS`]. A target that exited
+//! is dropped (`tgkill` says `ESRCH`). A thread that never registered and
+//! blocks the suspend signal (its `SigBlk` in `/proc/self/task/<tid>/status`,
+//! checked when it is late) is given up at once; one that does not block it
+//! but still has not acknowledged after [`UNREGISTERED_GIVE_UP_NS`] is given
+//! up too. A given-up thread is neither stopped nor reported; if the same
+//! thread is given up in two stops it is reported once on stderr. Registered
+//! threads run this crate's code and are waited for indefinitely (with one
+//! warning on stderr after [`REGISTERED_WARN_AFTER_NS`]).
+//!
+//! Rule for concurrent stoppers: `stop_world` holds the world lock (see
+//! `world_lock`) until the `StoppedWorld` is dropped; a second caller waits
+//! for it and is stopped like any other thread meanwhile. Nothing here takes
+//! any other lock or allocates through the global allocator, so a stopped
+//! thread holding the heap lock cannot block a stop.
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use crate::memory_map::{self, MappingQuery, Range};
+use crate::registry::{self, MAX_TLS_RANGES};
+use crate::signals;
+use crate::stop_table::{
+    self, Status, Target, TargetState, ACK_WORD, EPOCH, MAX_STOPPED_THREADS, TARGET_COUNT,
+};
+use crate::sys;
+use crate::task_list;
+use crate::world_lock;
+
+/// Delay before the first re-send of a suspend signal that was not
+/// acknowledged (and the first look at the late thread's signal mask).
+pub const FIRST_RESEND_AFTER_NS: u64 = 2_000_000;
+/// Longest delay between two re-sends.
+pub const MAX_RESEND_INTERVAL_NS: u64 = 20_000_000;
+/// A thread that never registered and does not acknowledge for this long is
+/// given up even if its signal mask does not block the suspend signal.
+pub const UNREGISTERED_GIVE_UP_NS: u64 = 250_000_000;
+/// A registered thread that does not acknowledge for this long is reported
+/// once on stderr (and still waited for).
+pub const REGISTERED_WARN_AFTER_NS: u64 = 1_000_000_000;
+
+/// Counters of one stop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopStats {
+    /// Threads reported (stopped, or in a blocking region).
+    pub threads: usize,
+    /// Suspend signals sent, first sends only.
+    pub signals_sent: usize,
+    /// Suspend signals re-sent because no acknowledgement came in time.
+    pub resends: usize,
+    /// Time from the call to `stop_world` until every thread was stopped.
+    pub stop_ns: u64,
+}
+
+/// The roots of one stopped thread.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadRoots<'a> {
+    /// Kernel thread id.
+    pub tid: i32,
+    /// `[lo, hi)`: `lo` is the stack pointer at suspension (below the saved
+    /// registers) or at blocking-region entry (after a register spill); `hi`
+    /// is the stack base (for glibc spawned threads, the top of the stack
+    /// mapping, their static TLS block included).
+    pub stack: (usize, usize),
+    /// Static TLS ranges not inside `stack` (the main thread's TLS block).
+    pub tls: &'a [(usize, usize)],
+    /// Whether the thread is in a blocking region (running, not suspended).
+    pub in_blocking_region: bool,
+}
+
+/// The world, stopped. Dropping it restarts every suspended thread. It must
+/// be dropped on the thread that stopped the world (`!Send`).
+pub struct StoppedWorld {
+    epoch: u32,
+    stats: StopStats,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Stops every other thread except excluded ones (see the module doc) and
+/// returns once each has acknowledged. Initialises the signals from the
+/// environment if `init` was not called (panics with the error's message if
+/// that fails). Never allocates through the global allocator.
+pub fn stop_world() -> StoppedWorld {
+    signals::ensure_initialized();
+    world_lock::acquire();
+    let start = sys::now_ns();
+    let me = sys::gettid();
+    let table = stop_table::targets();
+    TARGET_COUNT.store(0, Ordering::Release);
+    // SeqCst: pairs with threads leaving a blocking region (Dekker).
+    let epoch = EPOCH.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+    debug_assert!(epoch & 1 == 1);
+    let mut stats = StopStats::default();
+    loop {
+        let added = list_and_signal(me, table, &mut stats);
+        if added == 0 {
+            break;
+        }
+        wait_for_acknowledgements(epoch, &mut stats);
+    }
+    resolve_roots();
+    stats.threads = reported_targets().count();
+    stats.stop_ns = sys::now_ns() - start;
+    StoppedWorld {
+        epoch,
+        stats,
+        _not_send: PhantomData,
+    }
+}
+
+impl StoppedWorld {
+    /// Calls `f` for every stopped thread and every thread in a blocking region.
+    pub fn for_each_thread(&self, f: &mut dyn FnMut(&ThreadRoots)) {
+        for target in reported_targets() {
+            // SAFETY: this StoppedWorld holds the world lock; nothing mutates
+            // target states until it is dropped.
+            let state = unsafe { target.state() };
+            f(&ThreadRoots {
+                tid: target.tid.load(Ordering::Relaxed),
+                stack: state.stack,
+                tls: &state.tls[..state.tls_len],
+                in_blocking_region: state.status == Status::Blocking,
+            });
+        }
+    }
+
+    /// Number of threads `for_each_thread` reports.
+    pub fn thread_count(&self) -> usize {
+        self.stats.threads
+    }
+
+    /// Counters of this stop.
+    pub fn stats(&self) -> StopStats {
+        self.stats
+    }
+}
+
+impl Drop for StoppedWorld {
+    fn drop(&mut self) {
+        // SeqCst: a handler that acknowledges after this store either sees
+        // the new epoch (and does not wait) or is seen as acknowledged below.
+        EPOCH.store(self.epoch.wrapping_add(1), Ordering::SeqCst);
+        let restart = signals::restart_signal();
+        for target in stop_table::current_targets() {
+            if target.acked_epoch.load(Ordering::SeqCst) == self.epoch {
+                // Errors (ESRCH) only mean the thread is gone.
+                let _ = sys::tgkill(target.tid.load(Ordering::Relaxed), restart);
+            }
+        }
+        // Threads that left a blocking region during the stop wait on EPOCH.
+        sys::futex_wake(&EPOCH, i32::MAX);
+        world_lock::release();
+    }
+}
+
+/// Targets whose roots are reported.
+fn reported_targets() -> impl Iterator<Item = &'static Target> {
+    stop_table::current_targets().iter().filter(|t| {
+        // SAFETY: called only while the world lock is held.
+        let status = unsafe { t.state() }.status;
+        matches!(status, Status::Acked | Status::Blocking)
+    })
+}
+
+/// Lists the process's threads and signals the new ones. Returns how many
+/// new targets were added.
+fn list_and_signal(me: i32, table: &'static [Target], stats: &mut StopStats) -> usize {
+    let mut added = 0;
+    let suspend = signals::suspend_signal();
+    let mut consider = |tid: i32| {
+        if tid == me
+            || stop_table::current_targets()
+                .iter()
+                .any(|t| t.tid.load(Ordering::Relaxed) == tid)
+        {
+            return;
+        }
+        let info = registry::lookup(tid);
+        if info.is_some_and(|i| i.excluded) {
+            return;
+        }
+        let index = TARGET_COUNT.load(Ordering::Relaxed);
+        if index >= MAX_STOPPED_THREADS {
+            sys::write_stderr(b"oohgc-barriers: more than 8192 threads to stop; aborting\n");
+            std::process::abort();
+        }
+        let target = &table[index];
+        target.acked_epoch.store(0, Ordering::Relaxed);
+        target.sp.store(0, Ordering::Relaxed);
+        target.thread_pointer.store(0, Ordering::Relaxed);
+        let mut state = TargetState {
+            registered: info.is_some(),
+            info: info.unwrap_or_default(),
+            ..TargetState::default()
+        };
+        target.tid.store(tid, Ordering::Release);
+        TARGET_COUNT.store(index + 1, Ordering::Release);
+        if state.info.in_blocking {
+            state.status = Status::Blocking;
+        } else {
+            state.first_signal_ns = sys::now_ns();
+            state.status = match sys::tgkill(tid, suspend) {
+                Ok(()) => {
+                    stats.signals_sent += 1;
+                    Status::Signalled
+                }
+                Err(libc::ESRCH) => Status::Gone,
+                // EAGAIN (signal queue full): the re-send will retry.
+                Err(_) => Status::Signalled,
+            };
+        }
+        // SAFETY: the world lock is held by this thread.
+        *unsafe { target.state_mut() } = state;
+        added += 1;
+    };
+    if !task_list::for_each_thread_id(&mut consider) {
+        // No procfs: only registered threads can be found.
+        registry::for_each_registered_tid(&mut consider);
+    }
+    added
+}
+
+fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
+    let suspend = signals::suspend_signal();
+    let mut interval = FIRST_RESEND_AFTER_NS;
+    let mut deadline = sys::now_ns() + interval;
+    loop {
+        let seen = ACK_WORD.load(Ordering::Acquire);
+        let mut pending = 0;
+        for target in stop_table::current_targets() {
+            // SAFETY: the world lock is held by this thread.
+            let state = unsafe { target.state_mut() };
+            if state.status != Status::Signalled {
+                continue;
+            }
+            if target.acked_epoch.load(Ordering::Acquire) == epoch {
+                state.status = Status::Acked;
+            } else {
+                pending += 1;
+            }
+        }
+        if pending == 0 {
+            return;
+        }
+        let now = sys::now_ns();
+        if now < deadline {
+            sys::futex_wait(&ACK_WORD, seen, Some(deadline - now));
+            continue;
+        }
+        for target in stop_table::current_targets() {
+            // SAFETY: the world lock is held by this thread.
+            let state = unsafe { target.state_mut() };
+            if state.status != Status::Signalled
+                || target.acked_epoch.load(Ordering::Acquire) == epoch
+            {
+                continue;
+            }
+            let tid = target.tid.load(Ordering::Relaxed);
+            handle_late_thread(tid, state, now, suspend);
+            if state.status == Status::Signalled {
+                match sys::tgkill(tid, suspend) {
+                    Ok(()) => stats.resends += 1,
+                    Err(libc::ESRCH) => state.status = Status::Gone,
+                    Err(_) => {}
+                }
+            }
+        }
+        interval = (interval * 2).min(MAX_RESEND_INTERVAL_NS);
+        deadline = sys::now_ns() + interval;
+    }
+}
+
+/// Decides what to do with a thread that has not acknowledged in time.
+fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32) {
+    if sys::tgkill(tid, 0) == Err(libc::ESRCH) {
+        state.status = Status::Gone;
+        return;
+    }
+    let waited = now.saturating_sub(state.first_signal_ns);
+    if state.registered {
+        if waited >= REGISTERED_WARN_AFTER_NS && !state.status_checked {
+            state.status_checked = true;
+            let mut text = sys::StackText::<160>::new();
+            text.push(b"oohgc-barriers: registered thread ")
+                .push_int(i64::from(tid))
+                .push(b" has not acknowledged the suspend signal for 1 s (does it block signal ")
+                .push_int(i64::from(suspend))
+                .push(b"?); still waiting\n");
+            sys::write_stderr(text.as_bytes());
+        }
+        return;
+    }
+    let blocks = task_list::thread_blocks_signal(tid, suspend);
+    if blocks == Some(true) || waited >= UNREGISTERED_GIVE_UP_NS {
+        state.status = Status::GivenUp;
+        note_given_up(tid, suspend, blocks == Some(true));
+    }
+}
+
+/// Thread ids given up in recent stops, to report a persistent one once.
+static GIVEN_UP: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
+/// Thread ids already reported.
+static REPORTED: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
+
+fn note_given_up(tid: i32, suspend: i32, blocks: bool) {
+    // A thread given up once is usually exiting (glibc blocks all signals
+    // at the end of a thread); one given up in two stops is a real problem.
+    let seen_before = GIVEN_UP.iter().any(|t| t.load(Ordering::Relaxed) == tid);
+    if !seen_before {
+        let slot = tid.unsigned_abs() as usize % GIVEN_UP.len();
+        GIVEN_UP[slot].store(tid, Ordering::Relaxed);
+        return;
+    }
+    if REPORTED.iter().any(|t| t.load(Ordering::Relaxed) == tid) {
+        return;
+    }
+    REPORTED[tid.unsigned_abs() as usize % REPORTED.len()].store(tid, Ordering::Relaxed);
+    let mut text = sys::StackText::<256>::new();
+    text.push(b"oohgc-barriers: thread ")
+        .push_int(i64::from(tid))
+        .push(b" never called register_current_thread and ")
+        .push(if blocks {
+            b"blocks the suspend signal ".as_slice()
+        } else {
+            b"did not acknowledge the suspend signal ".as_slice()
+        })
+        .push_int(i64::from(suspend))
+        .push(b"; it is not stopped and its stack is not scanned (reported once)\n");
+    sys::write_stderr(text.as_bytes());
+}
+
+/// Fills in `stack` and `tls` of every acknowledged or blocking target.
+fn resolve_roots() {
+    let targets = stop_table::current_targets();
+    // Threads whose stack must be found in /proc/self/maps, in batches.
+    const BATCH: usize = 64;
+    let mut pending = [0usize; BATCH];
+    let mut pending_len = 0;
+    for (index, target) in targets.iter().enumerate() {
+        // SAFETY: the world lock is held by this thread.
+        let state = unsafe { target.state_mut() };
+        let info = state.info;
+        let registered_tls = |state: &mut TargetState| {
+            for i in 0..info.tls_len.min(MAX_TLS_RANGES) {
+                state.tls[i] = (info.tls[i].start, info.tls[i].end);
+            }
+            state.tls_len = info.tls_len.min(MAX_TLS_RANGES);
+        };
+        match state.status {
+            Status::Blocking => {
+                state.stack = (info.blocking_sp, info.stack_base);
+                registered_tls(state);
+            }
+            Status::Acked => {
+                let sp = target.sp.load(Ordering::Relaxed);
+                let known = Range {
+                    start: info.stack_limit,
+                    end: info.stack_base,
+                };
+                if state.registered && known.contains(sp) {
+                    state.stack = (sp, info.stack_base);
+                    registered_tls(state);
+                } else {
+                    pending[pending_len] = index;
+                    pending_len += 1;
+                    if pending_len == BATCH {
+                        resolve_from_maps(targets, &pending[..pending_len]);
+                        pending_len = 0;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if pending_len > 0 {
+        resolve_from_maps(targets, &pending[..pending_len]);
+    }
+}
+
+/// Stack and TLS bounds of threads the registry cannot vouch for: the mapping
+/// that contains the suspended stack pointer, ending at the thread's TCB when
+/// the thread pointer lies in that mapping (glibc spawned threads), and the
+/// mapping around the thread pointer otherwise (the main thread).
+fn resolve_from_maps(targets: &[Target], indices: &[usize]) {
+    let mut queries = [MappingQuery::new(0); 128];
+    for (i, &index) in indices.iter().enumerate() {
+        queries[2 * i] = MappingQuery::new(targets[index].sp.load(Ordering::Relaxed));
+        queries[2 * i + 1] =
+            MappingQuery::new(targets[index].thread_pointer.load(Ordering::Relaxed));
+    }
+    let queries = &mut queries[..2 * indices.len()];
+    memory_map::find_mappings(queries);
+    let tcb_span = registry::tcb_span();
+    for (i, &index) in indices.iter().enumerate() {
+        let target = &targets[index];
+        // SAFETY: the world lock is held by this thread.
+        let state = unsafe { target.state_mut() };
+        let sp = queries[2 * i].addr;
+        let thread_pointer = queries[2 * i + 1].addr;
+        let Some(stack_mapping) = queries[2 * i].found else {
+            state.stack = (sp, sp);
+            continue;
+        };
+        let mut hi = stack_mapping.end;
+        if stack_mapping.contains(thread_pointer) && tcb_span > 0 {
+            hi = hi.min(thread_pointer.saturating_add(tcb_span)).max(sp);
+        }
+        state.stack = (sp, hi);
+        state.tls_len = 0;
+        if !(sp..hi).contains(&thread_pointer) {
+            if let Some(tls_mapping) = queries[2 * i + 1].found {
+                let window = memory_map::tls_window(thread_pointer, tls_mapping);
+                state.tls[0] = (window.start, window.end);
+                state.tls_len = 1;
+            }
+        }
+    }
+}
+
+/// Resets the stop machinery in a fork child (one thread, nobody stopping).
+pub(crate) fn reset_after_fork() {
+    world_lock::reset();
+    let epoch = EPOCH.load(Ordering::Relaxed);
+    if epoch & 1 == 1 {
+        EPOCH.store(epoch.wrapping_add(1), Ordering::Relaxed);
+    }
+    TARGET_COUNT.store(0, Ordering::Relaxed);
+}
