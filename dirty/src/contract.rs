@@ -42,7 +42,7 @@ pub struct PageRange {
 impl PageRange {
     /// A range, checked for page alignment.
     pub fn new(start: usize, len: usize) -> Result<PageRange, DirtyError> {
-        if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
+        if start & (PAGE_SIZE - 1) != 0 || len & (PAGE_SIZE - 1) != 0 || len == 0 {
             return Err(DirtyError::Misaligned { start, len });
         }
         Ok(PageRange { start, len })

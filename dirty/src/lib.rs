@@ -21,12 +21,21 @@ mod ranges;
 #[cfg(any(feature = "pagemap-scan", feature = "uffd"))]
 mod uffd_sys;
 
+#[cfg(feature = "card")]
+pub mod card;
+#[cfg(feature = "mprotect")]
+pub mod mprotect;
+pub mod none;
 #[cfg(feature = "pagemap-scan")]
 pub mod pagemap_scan;
+pub mod select;
+#[cfg(feature = "soft-dirty")]
+pub mod soft_dirty;
 #[cfg(feature = "uffd")]
 pub mod uffd;
 
 pub use contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
+pub use select::{open, open_best, open_with, probe, OpenOptions};
 
 /// Every source name [`open`] accepts, in the documented fallback order
 /// for "the best available".

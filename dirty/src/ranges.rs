@@ -13,6 +13,12 @@ pub(crate) struct TrackedRanges<E: Copy> {
     entries: RawVec<(PageRange, E)>,
 }
 
+impl<E: Copy> Default for TrackedRanges<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<E: Copy> TrackedRanges<E> {
     /// No ranges.
     pub(crate) const fn new() -> Self {
@@ -72,6 +78,11 @@ impl<E: Copy> TrackedRanges<E> {
     /// Every entry.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(PageRange, E)> {
         self.entries.iter()
+    }
+
+    /// Every entry, mutably.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut (PageRange, E)> {
+        self.entries.iter_mut()
     }
 
     /// Total pages tracked.

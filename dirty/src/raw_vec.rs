@@ -57,7 +57,10 @@ impl<T: Copy> RawVec<T> {
     /// Make room for `extra` more elements. Aborts the process if the
     /// kernel refuses the memory (there is no allocator to report to).
     pub fn reserve(&mut self, extra: usize) {
-        let need = self.len.checked_add(extra).expect("RawVec capacity overflow");
+        let need = self
+            .len
+            .checked_add(extra)
+            .expect("RawVec capacity overflow");
         if need <= self.cap {
             return;
         }

@@ -92,6 +92,12 @@ impl Shared {
     }
 }
 
+/// Whether a synchronous write-protect userfaultfd can be opened here
+/// (without starting a handler thread).
+pub fn probe() -> Result<(), DirtyError> {
+    Uffd::open(NAME, uapi::UFFD_FEATURE_WP_UNPOPULATED as u64).map(drop)
+}
+
 /// The `uffd` [`DirtySource`].
 pub struct UffdSource {
     shared: Arc<Shared>,
