@@ -1,0 +1,459 @@
+//! The machine model: one vCPU with PML hardware, the hypervisor, the
+//! guest driver (EPML or SPML) and the tracked pages' dirty flags, fed with
+//! dirty-flag transitions by a kernel engine.
+//!
+//! **Attribution.** The process runs on a single modelled vCPU, like the
+//! paper's 1-vCPU VM: writes of every thread are logged by that vCPU, in
+//! the order the engine observes them (exact for the sync engine, batch
+//! order for the async one).
+//!
+//! **Dirty flags.** EPML: one flag per virtual page (the guest page-table
+//! dirty bit). SPML: per page, the frame whose EPT dirty flag is set (a
+//! page that moved to a new frame has a clear flag again). Flags are set
+//! on a 0 -> 1 transition, which writes one PML entry, and cleared when the
+//! page is reported by a harvest (a dirty-flag clear with TLB flush).
+//!
+//! **Context switch.** [`Machine::schedule_out`] is the point where the
+//! guest scheduler takes the tracked process off the vCPU: the partly
+//! filled buffer is flushed (EPML: drained by the guest; SPML: copied into
+//! the ring by the hypervisor) and logging stops until
+//! [`Machine::schedule_in`]. Real scheduler switches are not observed; the
+//! model's switches are the ones its user calls (e.g. a benchmark
+//! modelling time slices). Writes observed while scheduled out are still
+//! logged after schedule-in (the process cannot run meanwhile).
+
+use super::cost::{Event, EventCounts};
+use super::epml::EpmlDriver;
+use super::hardware::{log_entry, LogOutcome};
+use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
+use super::reverse_map::SYNTHETIC_FRAME_BASE;
+use super::spml::{SpmlDriver, FRAME_UNKNOWN};
+use super::sys::Fd;
+use super::Mode;
+use crate::contract::{DirtyError, PageRange, PAGE_SIZE};
+use crate::raw_vec::RawVec;
+
+/// Most ranges a source tracks at once.
+pub const MAX_TRACKED_RANGES: usize = 4096;
+
+/// A SPML dirty flag value: set, for frame `f`: `FLAG_SET | f`.
+const FLAG_SET: u64 = 1 << 63;
+
+/// A tracked range and its per-page model state.
+pub struct TrackedRange {
+    /// The pages.
+    pub range: PageRange,
+    /// Per page: the dirty flag (EPML: 0/1; SPML: 0 or `FLAG_SET | frame`).
+    pub flags: RawVec<u64>,
+    /// SPML: the frame the last reverse-map walk saw per page.
+    pub walked_frames: RawVec<u64>,
+    /// First synthetic frame of this range.
+    pub synthetic_base: u64,
+    /// Tracked since the last `arm`/`harvest`: every page counts as dirty.
+    pub fresh: bool,
+}
+
+impl TrackedRange {
+    /// The synthetic frame of page `i`.
+    pub fn synthetic_frame(&self, i: usize) -> u64 {
+        self.synthetic_base + i as u64
+    }
+
+    /// The page whose synthetic frame is `frame`, if it is in this range.
+    pub fn page_of_synthetic(&self, frame: u64) -> Option<u64> {
+        let i = frame.checked_sub(self.synthetic_base)?;
+        if (i as usize) < self.range.pages() {
+            Some((self.range.start + i as usize * PAGE_SIZE) as u64)
+        } else {
+            None
+        }
+    }
+
+    fn index_of(&self, va: u64) -> Option<usize> {
+        let va = va as usize;
+        if self.range.contains(va) {
+            Some((va - self.range.start) / PAGE_SIZE)
+        } else {
+            None
+        }
+    }
+}
+
+/// Tunables of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmlConfig {
+    /// SPML ring size in entries (power of two, > 576).
+    pub ring_entries: usize,
+    /// SPML: the guest ignores virtual IRQs and drains only at harvest.
+    pub guest_lags: bool,
+}
+
+impl Default for PmlConfig {
+    fn default() -> Self {
+        PmlConfig {
+            ring_entries: super::ring::DEFAULT_RING_ENTRIES,
+            guest_lags: false,
+        }
+    }
+}
+
+/// The whole modelled machine for one tracked process.
+pub struct Machine {
+    /// EPML or SPML.
+    pub mode: Mode,
+    /// The hypervisor (owns the vCPU and, for SPML, the ring).
+    pub hv: ModelHypervisor,
+    /// The EPML guest driver (unused under SPML).
+    pub epml: EpmlDriver,
+    /// The SPML guest driver (unused under EPML).
+    pub spml: SpmlDriver,
+    /// Tracked ranges (capacity fixed at construction: no allocation later).
+    pub ranges: Vec<TrackedRange>,
+    next_synthetic: u64,
+    /// Every modelled event.
+    pub counts: EventCounts,
+    /// Between `arm` and `disarm`.
+    pub armed: bool,
+    scheduled_out: bool,
+    /// Transitions held back while the vCPU is exited on a full ring.
+    held: RawVec<(u64, u64)>,
+    /// SPML pages resolved early (at `untrack`), reported at the next harvest.
+    carried: RawVec<u64>,
+    /// Scratch list of pages to report.
+    report: RawVec<u64>,
+    pagemap: Fd,
+}
+
+impl Machine {
+    /// A machine for `mode`, reading frames through `pagemap`.
+    pub(crate) fn new(mode: Mode, config: PmlConfig, pagemap: Fd, pfns_visible: bool) -> Result<Machine, DirtyError> {
+        let mut hv = ModelHypervisor::new(mode, config.ring_entries)?;
+        let mut counts = EventCounts::default();
+        hv.init_pml(&mut counts)?;
+        let mut spml = SpmlDriver::new(pfns_visible);
+        spml.lag = config.guest_lags;
+        Ok(Machine {
+            mode,
+            hv,
+            epml: EpmlDriver::new(),
+            spml,
+            ranges: Vec::with_capacity(MAX_TRACKED_RANGES),
+            next_synthetic: SYNTHETIC_FRAME_BASE,
+            counts,
+            armed: false,
+            scheduled_out: false,
+            held: RawVec::new(),
+            carried: RawVec::new(),
+            report: RawVec::new(),
+            pagemap,
+        })
+    }
+
+    /// The pagemap descriptor.
+    pub(crate) fn pagemap(&self) -> &Fd {
+        &self.pagemap
+    }
+
+    /// Index of the tracked range holding `va`.
+    pub fn range_of(&self, va: u64) -> Option<usize> {
+        self.ranges.iter().position(|r| r.range.contains(va as usize))
+    }
+
+    /// Start tracking `range` (its pages count as dirty until reported).
+    pub fn track(&mut self, range: PageRange) -> Result<(), DirtyError> {
+        if self
+            .ranges
+            .iter()
+            .any(|r| r.range.start < range.end() && range.start < r.range.end())
+        {
+            return Err(DirtyError::BadRange {
+                start: range.start,
+                len: range.len,
+                what: "overlaps a range this source already tracks",
+            });
+        }
+        if self.ranges.len() == MAX_TRACKED_RANGES {
+            return Err(DirtyError::Capacity {
+                what: "tracked ranges (at most MAX_TRACKED_RANGES = 4096)",
+            });
+        }
+        let pages = range.pages();
+        let mut tr = TrackedRange {
+            range,
+            flags: RawVec::with_capacity(pages),
+            walked_frames: RawVec::new(),
+            synthetic_base: self.next_synthetic,
+            fresh: true,
+        };
+        self.next_synthetic += pages as u64;
+        for _ in 0..pages {
+            tr.flags.push(0);
+        }
+        if self.mode == Mode::Spml {
+            tr.walked_frames.reserve(pages);
+            for _ in 0..pages {
+                tr.walked_frames.push(FRAME_UNKNOWN);
+            }
+            // The baseline walk: later walks report frame changes against it.
+            self.spml
+                .walk_range(&self.pagemap, &mut tr, false, None, &mut self.counts)?;
+        }
+        self.ranges.push(tr);
+        Ok(())
+    }
+
+    /// Stop tracking `range`, which must be exactly a tracked range.
+    pub fn untrack(&mut self, range: PageRange) -> Result<(), DirtyError> {
+        let Some(i) = self.ranges.iter().position(|r| r.range == range) else {
+            return Err(DirtyError::BadRange {
+                start: range.start,
+                len: range.len,
+                what: "is not a tracked range (untrack takes exactly a range given to track)",
+            });
+        };
+        if self.mode == Mode::Spml && self.armed {
+            // Frames of the range would no longer resolve: resolve now and
+            // carry the pages to the next harvest.
+            self.drain_spml();
+            let mut out = std::mem::take(&mut self.carried);
+            let fallback = self
+                .spml
+                .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
+            if fallback {
+                self.push_all_pages(&mut out);
+            }
+            self.carried = out;
+        }
+        self.ranges.swap_remove(i);
+        Ok(())
+    }
+
+    /// Start an epoch: every flag clear, logging enabled.
+    pub fn arm(&mut self) {
+        for tr in self.ranges.iter_mut() {
+            tr.flags.as_mut_slice().fill(0);
+            tr.fresh = false;
+        }
+        self.held.clear();
+        self.carried.clear();
+        self.spml.clear();
+        self.scheduled_out = false;
+        match self.mode {
+            Mode::Epml => self.epml.arm(&mut self.hv.vcpu.vmcs, &mut self.counts),
+            Mode::Spml => self.hv.enable_logging(&mut self.counts),
+        }
+        self.armed = true;
+    }
+
+    /// Stop logging.
+    pub fn disarm(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match self.mode {
+            Mode::Epml => self.epml.disarm(&mut self.hv.vcpu.vmcs, &mut self.counts),
+            Mode::Spml => self.hv.disable_logging(&mut self.counts),
+        }
+        self.armed = false;
+    }
+
+    /// The engine saw page `va` written; `frame` backs it now (SPML).
+    /// Models the hardware: set the dirty flag, log on a 0 -> 1 transition,
+    /// handle log-full.
+    pub fn observe(&mut self, va: u64, frame: u64) {
+        if !self.armed {
+            return;
+        }
+        if self.hv.stalled() || self.scheduled_out {
+            self.held.push((va, frame));
+            return;
+        }
+        let Some(r) = self.range_of(va) else { return };
+        let tr = &mut self.ranges[r];
+        let Some(i) = tr.index_of(va) else { return };
+        let entry = match self.mode {
+            Mode::Epml => {
+                if tr.flags[i] != 0 {
+                    return;
+                }
+                tr.flags[i] = 1;
+                va
+            }
+            Mode::Spml => {
+                if tr.flags[i] == FLAG_SET | frame {
+                    return;
+                }
+                tr.flags[i] = FLAG_SET | frame;
+                frame * PAGE_SIZE as u64
+            }
+        };
+        match log_entry(&mut self.hv.vcpu.vmcs, entry, &mut self.counts) {
+            LogOutcome::Logged | LogOutcome::NotLogging => {}
+            LogOutcome::LogFull => self.log_full(),
+        }
+    }
+
+    fn log_full(&mut self) {
+        match self.mode {
+            Mode::Epml => self.epml.on_self_ipi(&mut self.hv.vcpu.vmcs, &mut self.counts),
+            Mode::Spml => match self.hv.handle_log_full_exit(&mut self.counts) {
+                FlushOutcome::Copied => {}
+                FlushOutcome::IrqRaised | FlushOutcome::Stalled => {
+                    if self.hv.take_irq() {
+                        self.spml.on_irq(&mut self.hv, &mut self.counts);
+                    }
+                }
+            },
+        }
+    }
+
+    fn replay_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for &(va, frame) in held.iter() {
+            self.observe(va, frame);
+        }
+        if self.held.is_empty() {
+            // Keep the larger mapping for next time.
+            self.held = held;
+            self.held.clear();
+        }
+    }
+
+    /// SPML: flush the buffer and drain the ring until nothing is left
+    /// anywhere (replaying transitions held while the vCPU was exited).
+    fn drain_spml(&mut self) {
+        self.hv.flush(&mut self.counts);
+        loop {
+            self.spml.drain_ring(&mut self.hv, &mut self.counts);
+            let idle = self.hv.ring_mut().used() == 0
+                && self.held.is_empty()
+                && self.hv.vcpu.vmcs.entries_logged() == 0
+                && !self.hv.stalled();
+            if idle {
+                return;
+            }
+            self.replay_held();
+            self.hv.flush(&mut self.counts);
+        }
+    }
+
+    /// A context switch: the tracked process leaves the vCPU.
+    pub fn schedule_out(&mut self) {
+        if self.scheduled_out {
+            return;
+        }
+        self.counts.bump(Event::ContextSwitches);
+        if self.armed {
+            match self.mode {
+                Mode::Epml => self.epml.schedule_out(&mut self.hv.vcpu.vmcs, &mut self.counts),
+                Mode::Spml => self.hv.schedule_out(&mut self.counts),
+            }
+        }
+        self.scheduled_out = true;
+    }
+
+    /// The tracked process returns to the vCPU.
+    pub fn schedule_in(&mut self) {
+        if !self.scheduled_out {
+            return;
+        }
+        self.scheduled_out = false;
+        if self.armed {
+            match self.mode {
+                Mode::Epml => self.epml.schedule_in(&mut self.hv.vcpu.vmcs, &mut self.counts),
+                Mode::Spml => self.hv.schedule_in(&mut self.counts),
+            }
+        }
+        self.replay_held();
+    }
+
+    fn push_all_pages(&self, out: &mut RawVec<u64>) {
+        for tr in self.ranges.iter() {
+            for i in 0..tr.range.pages() {
+                out.push((tr.range.start + i * PAGE_SIZE) as u64);
+            }
+        }
+    }
+
+    /// Harvest: flush everything the hardware and drivers hold, collect the
+    /// written pages (sorted, unique, tracked only), clear their flags, and
+    /// leave them in [`Machine::report`].
+    pub fn collect(&mut self) -> Result<(), DirtyError> {
+        let mut out = std::mem::take(&mut self.report);
+        out.clear();
+        if !self.armed {
+            // Not watching: every tracked page may have been written.
+            self.push_all_pages(&mut out);
+        } else {
+            if self.scheduled_out {
+                // Harvest happens on the vCPU: the process is back.
+                self.schedule_in();
+            }
+            match self.mode {
+                Mode::Epml => {
+                    self.epml.flush(&mut self.hv.vcpu.vmcs, &mut self.counts);
+                    out.reserve(self.epml.log.len());
+                    for &va in self.epml.log.iter() {
+                        out.push(va);
+                    }
+                    self.epml.log.clear();
+                }
+                Mode::Spml => {
+                    self.drain_spml();
+                    for &va in self.carried.iter() {
+                        out.push(va);
+                    }
+                    self.carried.clear();
+                    let fallback = self
+                        .spml
+                        .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
+                    if fallback {
+                        self.push_all_pages(&mut out);
+                    }
+                }
+            }
+            for tr in self.ranges.iter_mut() {
+                if tr.fresh {
+                    for i in 0..tr.range.pages() {
+                        out.push((tr.range.start + i * PAGE_SIZE) as u64);
+                    }
+                    tr.fresh = false;
+                }
+            }
+        }
+        out.sort_unstable();
+        // Unique, tracked pages only; clear their flags.
+        let mut kept = 0;
+        let mut last = u64::MAX;
+        let mut clears = 0;
+        for k in 0..out.len() {
+            let va = out[k] & !(PAGE_SIZE as u64 - 1);
+            if va == last {
+                continue;
+            }
+            last = va;
+            let Some(r) = self.range_of(va) else { continue };
+            let tr = &mut self.ranges[r];
+            if let Some(i) = tr.index_of(va) {
+                if tr.flags[i] != 0 {
+                    tr.flags[i] = 0;
+                    clears += 1;
+                }
+            }
+            out[kept] = va;
+            kept += 1;
+        }
+        out.truncate(kept);
+        self.counts.add(Event::DirtyFlagClears, clears);
+        self.report = out;
+        Ok(())
+    }
+
+    /// The pages the last [`Machine::collect`] found (sorted, unique).
+    pub fn report(&self) -> &[u64] {
+        self.report.as_slice()
+    }
+}

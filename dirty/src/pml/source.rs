@@ -1,0 +1,460 @@
+//! `PmlSource`: the `epml` / `spml` dirty sources — the machine model
+//! driven by a kernel engine, behind the [`DirtySource`] contract.
+//!
+//! Engines (where the model's dirty-flag transitions come from):
+//! * [`Engine::Async`]: userfaultfd write-protect in async mode. The kernel
+//!   resolves write faults itself and remembers which pages were written;
+//!   at each flush point (harvest, schedule-out) one `PAGEMAP_SCAN` with
+//!   `PM_SCAN_WP_MATCHING` reports and atomically re-protects them, and the
+//!   model logs them in scan order. A write racing with the scan is either
+//!   seen by this scan or left for the next one: never lost.
+//! * [`Engine::Sync`]: synchronous userfaultfd write-protect. Each first
+//!   write to a protected page blocks its thread; the handler thread logs
+//!   the page in the model (in exact fault order) and unprotects it while
+//!   holding the model lock, so a harvest cannot slip between the two. At
+//!   harvest the reported pages are re-protected before they are handed on.
+//!
+//! The model state lives behind one mutex; the handler thread and the
+//! collector share it. Nothing on these paths allocates through the global
+//! allocator (raw mmap vectors, a tracked-range table sized at open).
+
+use super::cost::{modelled_ns, CostReport, EventCounts, ALL_EVENTS};
+use super::model::{Machine, PmlConfig};
+use super::spml::frame_of;
+use super::sys::{self, Fd, Uffd, SCAN_REGIONS};
+use super::{Engine, Mode};
+use crate::contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
+use crate::raw_vec::RawVec;
+use linux_raw_sys::general as uapi;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Mutable state behind the lock.
+struct State {
+    machine: Machine,
+    counters: Counters,
+    regions: RawVec<uapi::page_region>,
+    runs: RawVec<(usize, usize)>,
+    frames: RawVec<u64>,
+    engine_scans: u64,
+    engine_faults: u64,
+}
+
+struct Inner {
+    mode: Mode,
+    engine: Engine,
+    state: Mutex<State>,
+    uffd: Uffd,
+    stop: Fd,
+    pfns_visible: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An `epml` or `spml` source: the PML model over a kernel engine.
+pub struct PmlSource {
+    inner: Arc<Inner>,
+    handler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Frames read per `pread` when the hardware model looks a batch up.
+const FRAME_CHUNK: usize = 512;
+
+/// Whether `/proc/self/pagemap` shows real frame numbers to this process.
+fn pfns_visible(pagemap: &Fd) -> bool {
+    let mut probe: RawVec<u64> = RawVec::with_capacity(1);
+    probe.push(1); // touch the page so that it is present
+    let addr = probe.as_ptr() as usize & !(PAGE_SIZE - 1);
+    let mut entry = [0u64];
+    sys::read_pagemap(pagemap, addr, &mut entry).is_ok() && entry[0] & sys::PAGEMAP_PFN_MASK != 0
+}
+
+impl PmlSource {
+    /// Open the model in `mode` over `engine` with `config`.
+    pub fn open(mode: Mode, engine: Engine, config: PmlConfig) -> Result<PmlSource, DirtyError> {
+        let name = mode.name();
+        let features = match engine {
+            Engine::Async => uapi::UFFD_FEATURE_WP_ASYNC | uapi::UFFD_FEATURE_WP_UNPOPULATED,
+            Engine::Sync => uapi::UFFD_FEATURE_WP_UNPOPULATED,
+        } as u64;
+        let uffd = Uffd::open(name, features, true)?;
+        let pagemap = sys::open_pagemap(name)?;
+        let visible = pfns_visible(&pagemap);
+        let machine = Machine::new(mode, config, pagemap, visible)?;
+        let mut regions = RawVec::with_capacity(SCAN_REGIONS);
+        for _ in 0..SCAN_REGIONS {
+            regions.push(uapi::page_region {
+                start: 0,
+                end: 0,
+                categories: 0,
+            });
+        }
+        let mut frames = RawVec::with_capacity(FRAME_CHUNK);
+        for _ in 0..FRAME_CHUNK {
+            frames.push(0);
+        }
+        let inner = Arc::new(Inner {
+            mode,
+            engine,
+            state: Mutex::new(State {
+                machine,
+                counters: Counters::default(),
+                regions,
+                runs: RawVec::new(),
+                frames,
+                engine_scans: 0,
+                engine_faults: 0,
+            }),
+            uffd,
+            stop: sys::eventfd()?,
+            pfns_visible: visible,
+        });
+        let handler = match engine {
+            Engine::Async => None,
+            Engine::Sync => {
+                let h = Arc::clone(&inner);
+                Some(
+                    std::thread::Builder::new()
+                        .name(format!("oohgc-{name}-sync"))
+                        .spawn(move || fault_handler(&h))
+                        .map_err(|e| DirtyError::Unavailable {
+                            source: name,
+                            reason: format!("cannot start the fault-handler thread: {e}"),
+                        })?,
+                )
+            }
+        };
+        Ok(PmlSource { inner, handler })
+    }
+
+    /// The modelled mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// The kernel engine underneath.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
+    /// Whether guest frames are real PFNs (else synthetic per page).
+    pub fn real_frames(&self) -> bool {
+        self.inner.pfns_visible
+    }
+
+    /// A modelled context switch: the process leaves the vCPU (its partly
+    /// filled PML buffer is flushed). Under the async engine this is also a
+    /// flush point: pending transitions are observed first.
+    pub fn schedule_out(&self) -> Result<(), DirtyError> {
+        let mut st = self.inner.lock();
+        if self.inner.engine == Engine::Async {
+            self.observe_async(&mut st)?;
+        }
+        st.machine.schedule_out();
+        Ok(())
+    }
+
+    /// The process returns to the vCPU.
+    pub fn schedule_in(&self) {
+        self.inner.lock().machine.schedule_in();
+    }
+
+    /// Every modelled event so far.
+    pub fn event_counts(&self) -> EventCounts {
+        self.inner.lock().machine.counts
+    }
+
+    /// Measured and modelled cost so far.
+    pub fn cost_report(&self) -> CostReport {
+        let st = self.inner.lock();
+        CostReport {
+            mode: self.inner.mode,
+            engine: self.inner.engine,
+            counts: st.machine.counts,
+            measured_harvest_ns: st.counters.harvest_ns,
+            measured_arm_ns: st.counters.arm_ns,
+        }
+    }
+
+    /// Async engine: scan every tracked range (re-protecting what it
+    /// reports) and feed the written pages to the hardware model.
+    fn observe_async(&self, st: &mut State) -> Result<(), DirtyError> {
+        if !st.machine.armed {
+            return Ok(());
+        }
+        let State {
+            machine,
+            regions,
+            runs,
+            frames,
+            engine_scans,
+            ..
+        } = st;
+        runs.clear();
+        for tr in machine.ranges.iter() {
+            *engine_scans += sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
+                runs.push((s, e))
+            })?;
+        }
+        let spml = machine.mode == Mode::Spml;
+        for &(start, end) in runs.iter() {
+            let mut page = start;
+            while page < end {
+                let n = ((end - page) / PAGE_SIZE).min(FRAME_CHUNK);
+                if spml {
+                    sys::read_pagemap(machine.pagemap(), page, &mut frames[..n])?;
+                }
+                for k in 0..n {
+                    let va = (page + k * PAGE_SIZE) as u64;
+                    let frame = if spml { machine_frame(machine, va, frames[k]) } else { 0 };
+                    machine.observe(va, frame);
+                }
+                page += n * PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The frame backing tracked page `va` given its pagemap entry.
+fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
+    match machine.range_of(va) {
+        Some(r) => {
+            let tr = &machine.ranges[r];
+            let i = (va as usize - tr.range.start) / PAGE_SIZE;
+            frame_of(entry, machine.spml.pfns_visible, tr.synthetic_frame(i))
+        }
+        None => 0,
+    }
+}
+
+/// The sync engine's handler thread: log each write fault in the model and
+/// unprotect the page, both under the model lock.
+fn fault_handler(inner: &Inner) {
+    // SAFETY: uffd_msg is plain old data; all-zero is a valid value.
+    let mut msgs: [uapi::uffd_msg; 16] = unsafe { std::mem::zeroed() };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: inner.uffd.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: inner.stop.0,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: polls two descriptors we own, described by a local array.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            continue; // EINTR
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
+        // SAFETY: reads whole messages into our local array.
+        let n = unsafe {
+            libc::read(
+                inner.uffd.raw(),
+                msgs.as_mut_ptr().cast(),
+                std::mem::size_of_val(&msgs),
+            )
+        };
+        if n <= 0 {
+            continue; // EAGAIN: another wake-up consumed it
+        }
+        let count = n as usize / std::mem::size_of::<uapi::uffd_msg>();
+        for msg in &msgs[..count] {
+            if msg.event as u32 != uapi::UFFD_EVENT_PAGEFAULT {
+                continue;
+            }
+            // SAFETY: a PAGEFAULT message carries the pagefault member.
+            let addr = unsafe { msg.arg.pagefault.address } as usize & !(PAGE_SIZE - 1);
+            let page = PageRange {
+                start: addr,
+                len: PAGE_SIZE,
+            };
+            let mut st = inner.lock();
+            st.engine_faults += 1;
+            if st.machine.armed {
+                let mut frame = 0;
+                if st.machine.mode == Mode::Spml {
+                    let mut entry = [0u64];
+                    if sys::read_pagemap(st.machine.pagemap(), addr, &mut entry).is_ok() {
+                        frame = machine_frame(&st.machine, addr as u64, entry[0]);
+                    } else {
+                        frame = machine_frame(&st.machine, addr as u64, 0);
+                    }
+                }
+                st.machine.observe(addr as u64, frame);
+            }
+            if inner.uffd.write_protect(page, false, true).is_err() {
+                // The range was unregistered meanwhile; let the thread go.
+                inner.uffd.wake(page);
+            }
+            drop(st);
+        }
+    }
+}
+
+impl Drop for PmlSource {
+    fn drop(&mut self) {
+        if let Some(h) = self.handler.take() {
+            sys::eventfd_signal(&self.inner.stop);
+            let _ = h.join();
+        }
+        let mut st = self.inner.lock();
+        for tr in st.machine.ranges.iter() {
+            let _ = self.inner.uffd.write_protect(tr.range, false, true);
+            let _ = self.inner.uffd.unregister(tr.range);
+        }
+        let State { machine, .. } = &mut *st;
+        let mut counts = machine.counts;
+        super::host::Hypervisor::deactivate_pml(&mut machine.hv, &mut counts);
+        machine.counts = counts;
+    }
+}
+
+fn elapsed_ns(t0: Instant) -> u64 {
+    t0.elapsed().as_nanos() as u64
+}
+
+impl DirtySource for PmlSource {
+    fn name(&self) -> &'static str {
+        self.inner.mode.name()
+    }
+
+    fn track(&self, range: PageRange) -> Result<(), DirtyError> {
+        PageRange::new(range.start, range.len)?;
+        let mut st = self.inner.lock();
+        self.inner.uffd.register(range)?;
+        let armed = st.machine.armed;
+        let result = st.machine.track(range).and_then(|()| {
+            if armed {
+                self.inner.uffd.write_protect(range, true, false)
+            } else {
+                Ok(())
+            }
+        });
+        if result.is_err() {
+            let _ = self.inner.uffd.unregister(range);
+        }
+        result
+    }
+
+    fn untrack(&self, range: PageRange) -> Result<(), DirtyError> {
+        let mut st = self.inner.lock();
+        if self.inner.engine == Engine::Async && st.machine.mode == Mode::Spml {
+            // Writes the kernel has seen but the model has not: log them
+            // before the range's frames stop resolving.
+            self.observe_async(&mut st)?;
+        }
+        st.machine.untrack(range)?;
+        // The caller may already have unmapped the range: then there is
+        // nothing left to unprotect or unregister.
+        let _ = self.inner.uffd.write_protect(range, false, true);
+        let _ = self.inner.uffd.unregister(range);
+        Ok(())
+    }
+
+    fn arm(&self) -> Result<(), DirtyError> {
+        let t0 = Instant::now();
+        let mut st = self.inner.lock();
+        for tr in st.machine.ranges.iter() {
+            self.inner.uffd.write_protect(tr.range, true, false)?;
+        }
+        st.machine.arm();
+        st.counters.arm_ns += elapsed_ns(t0);
+        Ok(())
+    }
+
+    fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
+        let t0 = Instant::now();
+        let mut st = self.inner.lock();
+        if self.inner.engine == Engine::Async {
+            self.observe_async(&mut st)?;
+        }
+        let armed = st.machine.armed;
+        let State { machine, counters, .. } = &mut *st;
+        machine.collect()?;
+        let pages = machine.report();
+        // Coalesce into runs; under the sync engine re-protect each run
+        // before it is handed on.
+        let mut k = 0;
+        while k < pages.len() {
+            let start = pages[k] as usize;
+            let mut end = start + PAGE_SIZE;
+            k += 1;
+            while k < pages.len() && pages[k] as usize == end {
+                end += PAGE_SIZE;
+                k += 1;
+            }
+            let run = PageRange {
+                start,
+                len: end - start,
+            };
+            if armed && self.inner.engine == Engine::Sync {
+                self.inner.uffd.write_protect(run, true, false)?;
+            }
+        }
+        counters.harvests += 1;
+        counters.pages_reported += pages.len() as u64;
+        counters.write_traps = machine.counts.get(super::cost::Event::EntriesLogged);
+        let mut k = 0;
+        while k < pages.len() {
+            let start = pages[k] as usize;
+            let mut end = start + PAGE_SIZE;
+            k += 1;
+            while k < pages.len() && pages[k] as usize == end {
+                end += PAGE_SIZE;
+                k += 1;
+            }
+            sink(PageRange {
+                start,
+                len: end - start,
+            });
+        }
+        counters.harvest_ns += elapsed_ns(t0);
+        Ok(())
+    }
+
+    fn disarm(&self) -> Result<(), DirtyError> {
+        let mut st = self.inner.lock();
+        st.machine.disarm();
+        for tr in st.machine.ranges.iter() {
+            self.inner.uffd.write_protect(tr.range, false, true)?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        let st = self.inner.lock();
+        let mut c = st.counters;
+        c.write_traps = st.machine.counts.get(super::cost::Event::EntriesLogged);
+        c
+    }
+
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let (counts, stats, scans, faults) = {
+            let st = self.inner.lock();
+            (st.machine.counts, st.machine.spml.stats, st.engine_scans, st.engine_faults)
+        };
+        let modelled = modelled_ns(self.inner.mode, &counts);
+        for (i, e) in ALL_EVENTS.iter().enumerate() {
+            f(e.name(), counts.get(*e));
+            f(e.modelled_name(), modelled[i]);
+        }
+        f("pml_total_modelled_ns", modelled.iter().sum());
+        f("pml_engine_pagemap_scan_calls", scans);
+        f("pml_engine_write_faults", faults);
+        f("pml_spml_pages_with_changed_frame", stats.pages_with_changed_frame);
+        f("pml_spml_unresolved_frames", stats.unresolved_frames);
+        f("pml_spml_fallbacks", stats.fallbacks);
+    }
+}

@@ -1,0 +1,207 @@
+//! The SPML guest driver: reads guest frames from the ring and reverse-maps
+//! them to the tracked process's virtual pages.
+//!
+//! Protocol (each step counted): on the hypervisor's virtual IRQ (ring soft
+//! full) the driver reads every published ring entry into its pending list
+//! and issues the ring-reset hypercall. At harvest it asks for a flush
+//! (hypercall), drains the ring the same way, then walks
+//! `/proc/self/pagemap` over every tracked range to build the frame ->
+//! page table, and looks every pending frame up in it.
+//!
+//! Why no write is lost when frames change. A write to page P is logged
+//! with the frame F that backed P when the hardware saw it (after the
+//! previous walk W0: entries logged before W0 were resolved by the harvest
+//! that did W0). At this harvest's walk W1:
+//! * if F still backs P, the lookup finds P;
+//! * if P's frame at W1 differs from its frame at W0, P is reported as a
+//!   changed page (whatever happened to F);
+//! * otherwise P's frame left F and came back to its W0 frame; then F
+//!   either backs no tracked page (unresolved: every tracked page is
+//!   reported) or backs another tracked page Q, which must itself have
+//!   changed frame since W0 unless Q also moved twice. The model is
+//!   therefore exact unless frames change owner twice between two walks
+//!   in this interlocking way; synthetic frames (pages not present, or
+//!   PFNs hidden) are per page for ever and always resolve.
+
+use super::cost::{Event, EventCounts};
+use super::host::{Hypervisor, ModelHypervisor};
+use super::model::TrackedRange;
+use super::reverse_map::{gfn_to_frame, FrameTable, SYNTHETIC_SLOT};
+use super::ring::Gfn;
+use super::sys::{self, Fd, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT};
+use crate::contract::{DirtyError, PAGE_SIZE};
+use crate::raw_vec::RawVec;
+
+/// Pagemap entries read per `pread` by the walk.
+const WALK_CHUNK_PAGES: usize = 4096;
+
+/// Marks "no walk has seen this page yet".
+pub const FRAME_UNKNOWN: u64 = u64::MAX;
+
+/// The frame backing a page, from its pagemap entry: the real PFN when the
+/// page is present and PFNs are visible, otherwise its synthetic frame.
+pub fn frame_of(pagemap_entry: u64, pfns_visible: bool, synthetic: u64) -> u64 {
+    let pfn = pagemap_entry & PAGEMAP_PFN_MASK;
+    if pfns_visible && pagemap_entry & PAGEMAP_PRESENT != 0 && pfn != 0 {
+        pfn
+    } else {
+        synthetic
+    }
+}
+
+/// Counts of the driver's safety nets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpmlStats {
+    /// Pages reported because their frame changed between two walks.
+    pub pages_with_changed_frame: u64,
+    /// Real frames that resolved to no tracked page.
+    pub unresolved_frames: u64,
+    /// Harvests that reported every tracked page because of those.
+    pub fallbacks: u64,
+}
+
+/// The SPML guest driver.
+pub struct SpmlDriver {
+    pending: RawVec<Gfn>,
+    table: FrameTable,
+    scratch: RawVec<u64>,
+    /// When set, the driver ignores virtual IRQs and drains only at harvest
+    /// (a guest that lags; used by scripted tests).
+    pub lag: bool,
+    /// Whether real PFNs are readable from pagemap.
+    pub pfns_visible: bool,
+    /// Safety-net counts.
+    pub stats: SpmlStats,
+}
+
+impl SpmlDriver {
+    /// A driver; `pfns_visible` says whether pagemap shows real frames.
+    pub fn new(pfns_visible: bool) -> SpmlDriver {
+        let mut scratch = RawVec::with_capacity(WALK_CHUNK_PAGES);
+        for _ in 0..WALK_CHUNK_PAGES {
+            scratch.push(0);
+        }
+        SpmlDriver {
+            pending: RawVec::new(),
+            table: FrameTable::new(),
+            scratch,
+            lag: false,
+            pfns_visible,
+            stats: SpmlStats::default(),
+        }
+    }
+
+    /// Forget pending frames (a new epoch).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Frames waiting to be resolved.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The virtual IRQ handler; returns whether it drained the ring.
+    pub fn on_irq(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) -> bool {
+        if self.lag {
+            return false;
+        }
+        self.drain_ring(hv, counts);
+        true
+    }
+
+    /// Read every published ring entry, then ask the hypervisor to recycle them.
+    pub fn drain_ring(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        let pending = &mut self.pending;
+        let n = hv.ring_mut().fetch(&mut |g| pending.push(g));
+        counts.add(Event::RingEntriesFetched, n as u64);
+        hv.reset_ring(counts);
+    }
+
+    /// Walk pagemap over `range` recording each page's frame; with
+    /// `table`, insert frame -> page; with `changed`, push pages whose frame
+    /// differs from the previous walk.
+    pub(crate) fn walk_range(
+        &mut self,
+        pagemap: &Fd,
+        tr: &mut TrackedRange,
+        insert: bool,
+        mut changed: Option<&mut RawVec<u64>>,
+        counts: &mut EventCounts,
+    ) -> Result<(), DirtyError> {
+        let pages = tr.range.pages();
+        let mut done = 0;
+        while done < pages {
+            let n = (pages - done).min(WALK_CHUNK_PAGES);
+            let addr = tr.range.start + done * PAGE_SIZE;
+            sys::read_pagemap(pagemap, addr, &mut self.scratch[..n])?;
+            for k in 0..n {
+                let i = done + k;
+                let va = (addr + k * PAGE_SIZE) as u64;
+                let frame = frame_of(self.scratch[k], self.pfns_visible, tr.synthetic_frame(i));
+                let before = tr.walked_frames[i];
+                if before != frame {
+                    if let Some(c) = changed.as_deref_mut() {
+                        if before != FRAME_UNKNOWN {
+                            c.push(va);
+                            self.stats.pages_with_changed_frame += 1;
+                        }
+                    }
+                    tr.walked_frames[i] = frame;
+                }
+                if insert {
+                    self.table.insert(frame, va);
+                }
+            }
+            done += n;
+        }
+        counts.add(Event::PagemapPagesWalked, pages as u64);
+        Ok(())
+    }
+
+    /// Walk every tracked range, build the reverse map, resolve every
+    /// pending frame, and push the pages found (and the safety nets' pages)
+    /// onto `out`. Returns true when a real frame did not resolve and every
+    /// tracked page must be reported.
+    pub(crate) fn resolve(
+        &mut self,
+        pagemap: &Fd,
+        ranges: &mut [TrackedRange],
+        out: &mut RawVec<u64>,
+        counts: &mut EventCounts,
+    ) -> Result<bool, DirtyError> {
+        let total: usize = ranges.iter().map(|r| r.range.pages()).sum();
+        self.table.reset(total);
+        for tr in ranges.iter_mut() {
+            self.walk_range(pagemap, tr, true, Some(out), counts)?;
+        }
+        let mut fallback = false;
+        for k in 0..self.pending.len() {
+            let gfn = self.pending[k];
+            let frame = gfn_to_frame(gfn);
+            counts.bump(Event::ReverseMapLookups);
+            let found = self.table.lookup(frame, &mut |va| out.push(va));
+            if found > 0 {
+                continue;
+            }
+            if gfn.slot == SYNTHETIC_SLOT {
+                // A page absent when logged and present now: synthetic
+                // frames are stable per page, resolve through the ranges.
+                // A frame of a range no longer tracked is dropped.
+                if let Some(va) = ranges.iter().find_map(|r| r.page_of_synthetic(frame)) {
+                    out.push(va);
+                }
+            } else if ranges.is_empty() {
+                // Nothing is tracked any more: nothing to report.
+            } else {
+                self.stats.unresolved_frames += 1;
+                fallback = true;
+            }
+        }
+        self.pending.clear();
+        if fallback {
+            self.stats.fallbacks += 1;
+        }
+        Ok(fallback)
+    }
+}
