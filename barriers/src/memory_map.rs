@@ -123,10 +123,7 @@ pub fn find_mappings(queries: &mut [MappingQuery]) {
     let mut field = [0u8; 40];
     let mut field_len = 0usize;
     let mut in_first_field = true;
-    'read: loop {
-        let Some(n) = sys::read(fd, &mut buf) else {
-            break;
-        };
+    'read: while let Some(n) = sys::read(fd, &mut buf) {
         if n == 0 {
             break;
         }

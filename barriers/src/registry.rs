@@ -225,7 +225,12 @@ fn arm_exit_hook(index: usize) {
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key != 0 {
         // SAFETY: the key was created above; the value is a non-null token.
-        unsafe { libc::pthread_setspecific((key - 1) as libc::pthread_key_t, (index + 1) as *const libc::c_void) };
+        unsafe {
+            libc::pthread_setspecific(
+                (key - 1) as libc::pthread_key_t,
+                (index + 1) as *const libc::c_void,
+            )
+        };
     }
 }
 
@@ -252,7 +257,10 @@ extern "C" fn after_fork_in_child() {
     let mine = SLOT_INDEX.with(Cell::get);
     let table = slots();
     let mut mutators = 0;
-    for (index, slot) in table[..HIGH_WATER.load(Ordering::Acquire)].iter().enumerate() {
+    for (index, slot) in table[..HIGH_WATER.load(Ordering::Acquire)]
+        .iter()
+        .enumerate()
+    {
         if index + 1 == mine {
             slot.tid.store(sys::gettid(), Ordering::Relaxed);
             if slot.excluded.load(Ordering::Relaxed) == 0 {
@@ -273,8 +281,7 @@ pub(crate) fn lookup(tid: i32) -> Option<RegisteredThread> {
     let table = slots();
     let high = HIGH_WATER.load(Ordering::Acquire).min(table.len());
     table[..high].iter().find_map(|slot| {
-        if slot.state.load(Ordering::Acquire) != ACTIVE || slot.tid.load(Ordering::Relaxed) != tid
-        {
+        if slot.state.load(Ordering::Acquire) != ACTIVE || slot.tid.load(Ordering::Relaxed) != tid {
             return None;
         }
         let mut view = RegisteredThread {

@@ -76,11 +76,13 @@ pub fn signal_name(signal: i32) -> &'static str {
         .chain([(libc::SIGIO, "SIGIO"), (libc::SIGSYS, "SIGSYS")].iter())
         .find(|(n, _)| *n == signal)
         .map(|(_, name)| *name)
-        .unwrap_or(if signal >= libc::SIGRTMIN() && signal <= libc::SIGRTMAX() {
-            "SIGRT"
-        } else {
-            "?"
-        })
+        .unwrap_or(
+            if signal >= libc::SIGRTMIN() && signal <= libc::SIGRTMAX() {
+                "SIGRT"
+            } else {
+                "?"
+            },
+        )
 }
 
 /// Displays the list of signals oohgc accepts.
@@ -329,13 +331,20 @@ fn current_handler(signal: i32) -> Result<usize, BarrierError> {
 
 fn install(config: SignalConfig) -> Result<(), BarrierError> {
     let ours = [
-        (SignalRole::Suspend, config.suspend, suspend_handler as SigAction),
-        (SignalRole::Restart, config.restart, restart_handler as SigAction),
+        (
+            SignalRole::Suspend,
+            config.suspend,
+            suspend_handler as SigAction,
+        ),
+        (
+            SignalRole::Restart,
+            config.restart,
+            restart_handler as SigAction,
+        ),
     ];
     for (role, signal, handler) in ours {
         let existing = current_handler(signal)?;
-        if existing != libc::SIG_DFL && existing != libc::SIG_IGN && existing != handler as usize
-        {
+        if existing != libc::SIG_DFL && existing != libc::SIG_IGN && existing != handler as usize {
             return Err(BarrierError::SignalInUse { role, signal });
         }
     }

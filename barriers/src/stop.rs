@@ -13,11 +13,16 @@
 //! that seem lost are re-sent after [`FIRST_RESEND_AFTER_NS`], then at
 //! doubling intervals up to [`MAX_RESEND_INTERVAL_NS`]. A target that exited
 //! is dropped (`tgkill` says `ESRCH`). A thread that never registered and
-//! blocks the suspend signal (its `SigBlk` in `/proc/self/task/<tid>/status`,
-//! checked when it is late) is given up at once; one that does not block it
-//! but still has not acknowledged after [`UNREGISTERED_GIVE_UP_NS`] is given
-//! up too. A given-up thread is neither stopped nor reported; if the same
-//! thread is given up in two stops it is reported once on stderr. Registered
+//! blocks the suspend signal for good (its `SigBlk` in
+//! `/proc/self/task/<tid>/status`, checked when it is late, blocks the
+//! suspend, restart and fault signals) and has not acknowledged after
+//! [`UNREGISTERED_GIVE_UP_NS`] is given up, reported once on stderr, and
+//! remembered (by tid and start time) so that later stops give it up at once
+//! while its mask stays so. Any other unregistered thread is also given up
+//! after that bound. (A full mask alone is not enough to give up early:
+//! glibc starts and ends every thread with all signals blocked, and a
+//! starting thread already owns its start closure, which may hold a
+//! pointer.) A given-up thread is neither stopped nor reported. Registered
 //! threads run this crate's code and are waited for indefinitely (with one
 //! warning on stderr after [`REGISTERED_WARN_AFTER_NS`]).
 //!
@@ -28,7 +33,7 @@
 //! thread holding the heap lock cannot block a stop.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::memory_map::{self, MappingQuery, Range};
 use crate::registry::{self, MAX_TLS_RANGES};
@@ -303,27 +308,62 @@ fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32)
         }
         return;
     }
-    let blocks = task_list::thread_blocks_signal(tid, suspend);
-    if blocks == Some(true) || waited >= UNREGISTERED_GIVE_UP_NS {
+    let blocks =
+        task_list::thread_signal_mask(tid).is_some_and(|mask| blocks_for_good(mask, suspend));
+    if blocks {
+        // Seen blocking for good in an earlier stop (same thread, not a
+        // reused tid): do not wait for it again.
+        if let Some(start_time) = task_list::thread_start_time(tid) {
+            if is_known_blocker(tid, start_time) {
+                state.status = Status::GivenUp;
+                return;
+            }
+        }
+    }
+    // A full mask is also what a thread has in its first instants (glibc
+    // starts threads with all signals blocked) and its last ones: such a
+    // thread unblocks or vanishes quickly, so it is waited for, up to the
+    // bound.
+    if waited >= UNREGISTERED_GIVE_UP_NS {
         state.status = Status::GivenUp;
-        note_given_up(tid, suspend, blocks == Some(true));
+        if blocks {
+            if let Some(start_time) = task_list::thread_start_time(tid) {
+                remember_blocker(tid, start_time);
+            }
+        }
+        report_given_up(tid, suspend, blocks);
     }
 }
 
-/// Thread ids given up in recent stops, to report a persistent one once.
-static GIVEN_UP: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
-/// Thread ids already reported.
+/// Whether a thread with signal mask `mask` cannot take the suspend signal
+/// soon. A thread still inside the suspend handler of an earlier stop (slow
+/// to be scheduled after the restart) also has the suspend signal blocked,
+/// but its mask leaves the restart signal (in `sigsuspend`) or the fault
+/// signals (elsewhere in the handler) unblocked; such a thread is waited for.
+fn blocks_for_good(mask: u64, suspend: i32) -> bool {
+    let blocked = |signal: i32| mask & (1u64 << (signal - 1)) != 0;
+    blocked(suspend) && blocked(signals::restart_signal()) && blocked(libc::SIGSEGV)
+}
+
+/// Threads that never registered and were found blocking the suspend
+/// signal for good: (tid, start time). Consulted only under the world lock.
+static KNOWN_BLOCKERS: [(AtomicI32, AtomicU64); 32] =
+    [const { (AtomicI32::new(0), AtomicU64::new(0)) }; 32];
+/// Thread ids already reported on stderr.
 static REPORTED: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
 
-fn note_given_up(tid: i32, suspend: i32, blocks: bool) {
-    // A thread given up once is usually exiting (glibc blocks all signals
-    // at the end of a thread); one given up in two stops is a real problem.
-    let seen_before = GIVEN_UP.iter().any(|t| t.load(Ordering::Relaxed) == tid);
-    if !seen_before {
-        let slot = tid.unsigned_abs() as usize % GIVEN_UP.len();
-        GIVEN_UP[slot].store(tid, Ordering::Relaxed);
-        return;
-    }
+fn is_known_blocker(tid: i32, start_time: u64) -> bool {
+    let entry = &KNOWN_BLOCKERS[tid.unsigned_abs() as usize % KNOWN_BLOCKERS.len()];
+    entry.0.load(Ordering::Relaxed) == tid && entry.1.load(Ordering::Relaxed) == start_time
+}
+
+fn remember_blocker(tid: i32, start_time: u64) {
+    let entry = &KNOWN_BLOCKERS[tid.unsigned_abs() as usize % KNOWN_BLOCKERS.len()];
+    entry.0.store(tid, Ordering::Relaxed);
+    entry.1.store(start_time, Ordering::Relaxed);
+}
+
+fn report_given_up(tid: i32, suspend: i32, blocks: bool) {
     if REPORTED.iter().any(|t| t.load(Ordering::Relaxed) == tid) {
         return;
     }

@@ -102,7 +102,9 @@ pub fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: `%fs:0` holds the TCB self pointer on every x86-64 Linux libc;
     // the load has no side effects.
-    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
     tp
 }
 
@@ -111,7 +113,9 @@ pub fn thread_pointer() -> usize {
 pub fn stack_pointer() -> usize {
     let sp: usize;
     // SAFETY: reading %rsp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
     sp
 }
 

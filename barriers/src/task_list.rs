@@ -19,14 +19,7 @@ pub fn for_each_thread_id(mut f: impl FnMut(i32)) -> bool {
     loop {
         // SAFETY: `buf` is a writable buffer of the given size, aligned for
         // linux_dirent64 records.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                fd,
-                buf.0.as_mut_ptr(),
-                buf.0.len(),
-            )
-        };
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.0.as_mut_ptr(), buf.0.len()) };
         if n < 0 {
             if sys::errno() == libc::EINTR {
                 continue;
@@ -41,7 +34,10 @@ pub fn for_each_thread_id(mut f: impl FnMut(i32)) -> bool {
         let mut offset = 0usize;
         // linux_dirent64: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, name.
         while offset + 19 <= filled.len() {
-            let reclen = usize::from(u16::from_ne_bytes([filled[offset + 16], filled[offset + 17]]));
+            let reclen = usize::from(u16::from_ne_bytes([
+                filled[offset + 16],
+                filled[offset + 17],
+            ]));
             if reclen == 0 || offset + reclen > filled.len() {
                 break;
             }
@@ -59,16 +55,17 @@ pub fn for_each_thread_id(mut f: impl FnMut(i32)) -> bool {
     ok
 }
 
-/// Whether thread `tid` currently blocks `signal`, from the `SigBlk:` line of
-/// `/proc/self/task/<tid>/status`. `None` if it cannot be read.
-pub fn thread_blocks_signal(tid: i32, signal: i32) -> Option<bool> {
+/// Reads a small `/proc/self/task/<tid>/<file>` into `buf`; returns the
+/// length read.
+fn read_task_file(tid: i32, file: &[u8], buf: &mut [u8]) -> Option<usize> {
     let mut path = sys::StackText::<64>::new();
     path.push(b"/proc/self/task/")
         .push_int(i64::from(tid))
-        .push(b"/status\0");
+        .push(b"/")
+        .push(file)
+        .push(b"\0");
     let path = core::ffi::CStr::from_bytes_with_nul(path.as_bytes()).ok()?;
     let fd = sys::open_readonly(path, false)?;
-    let mut buf = [0u8; 4096];
     let mut len = 0;
     while len < buf.len() {
         match sys::read(fd, &mut buf[len..]) {
@@ -77,17 +74,77 @@ pub fn thread_blocks_signal(tid: i32, signal: i32) -> Option<bool> {
         }
     }
     sys::close(fd);
+    Some(len)
+}
+
+/// The start time of thread `tid` (field 22 of its `stat`, in clock ticks
+/// since boot): with the tid it identifies a thread even across tid reuse.
+pub fn thread_start_time(tid: i32) -> Option<u64> {
+    let mut buf = [0u8; 1024];
+    let len = read_task_file(tid, b"stat", &mut buf)?;
     let text = &buf[..len];
+    // The command name may contain spaces and parentheses: fields resume
+    // after the last ')'. Field 3 (state) comes first; field 22 is 19 later.
+    let after_name = text.iter().rposition(|&b| b == b')')? + 1;
+    let field = text[after_name..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(19)?;
+    sys::parse_decimal(field)
+}
+
+/// The signal mask of thread `tid` (bit `n - 1` set: signal `n` blocked),
+/// from the `SigBlk:` line of `/proc/self/task/<tid>/status`. `None` if it
+/// cannot be read.
+pub fn thread_signal_mask(tid: i32) -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let len = read_task_file(tid, b"status", &mut buf)?;
+    parse_sigblk(&buf[..len])
+}
+
+/// Extracts the `SigBlk:` mask from the text of a `status` file.
+fn parse_sigblk(text: &[u8]) -> Option<u64> {
     let key = b"SigBlk:";
     let at = text.windows(key.len()).position(|w| w == key)?;
     let rest = &text[at + key.len()..];
     let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace())?..];
-    let end = rest.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(rest.len());
-    let digits = &rest[..end];
-    // The mask is printed as 16 hex digits, most significant first; bit
-    // (signal - 1) is the signal.
-    let bit = (signal - 1) as usize;
-    let digit_index = digits.len().checked_sub(1 + bit / 4)?;
-    let nibble = sys::parse_hex(&digits[digit_index..digit_index + 1])?;
-    Some(nibble & (1 << (bit % 4)) != 0)
+    let end = rest
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(rest.len());
+    sys::parse_hex(&rest[..end]).map(|m| m as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigblk_line_is_parsed() {
+        let text = b"Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000020000200\nSigIgn:\t0\n";
+        let mask = parse_sigblk(text).unwrap();
+        assert_eq!(mask, (1 << (30 - 1)) | (1 << (10 - 1)));
+        assert_eq!(parse_sigblk(b"SigPnd:\t0\n"), None);
+    }
+
+    #[test]
+    fn own_thread_is_listed_and_its_mask_read() {
+        let me = sys::gettid();
+        let mut found = false;
+        assert!(for_each_thread_id(|tid| found |= tid == me));
+        assert!(found, "own tid {me} not listed in /proc/self/task");
+        // SAFETY: all-zero sigset_t is valid storage; we block and restore SIGUSR2.
+        unsafe {
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            let mask = thread_signal_mask(me).unwrap();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+            assert_ne!(mask & (1 << (libc::SIGUSR2 - 1)), 0, "mask {mask:#x}");
+        }
+        let start = thread_start_time(me).expect("own start time");
+        assert_eq!(thread_start_time(me), Some(start));
+    }
 }

@@ -20,7 +20,10 @@ fn child_checks() -> i32 {
     for _ in 0..10 {
         let world = oohgc_barriers::stop_world();
         if world.thread_count() != 0 {
-            eprintln!("child: stopped {} threads, expected 0", world.thread_count());
+            eprintln!(
+                "child: stopped {} threads, expected 0",
+                world.thread_count()
+            );
             return 11;
         }
     }
@@ -45,7 +48,10 @@ fn child_checks() -> i32 {
     for _ in 0..20 {
         let world = oohgc_barriers::stop_world();
         if world.thread_count() != 1 {
-            eprintln!("child: stopped {} threads, expected 1", world.thread_count());
+            eprintln!(
+                "child: stopped {} threads, expected 1",
+                world.thread_count()
+            );
             return 13;
         }
         let frozen = counter.load(Ordering::Relaxed);
@@ -101,7 +107,11 @@ fn main() {
         "child failed: exited {} with code {} (signal {})",
         libc::WIFEXITED(status),
         libc::WEXITSTATUS(status),
-        if libc::WIFSIGNALED(status) { libc::WTERMSIG(status) } else { 0 }
+        if libc::WIFSIGNALED(status) {
+            libc::WTERMSIG(status)
+        } else {
+            0
+        }
     );
     // The parent still stops its own threads.
     let world = oohgc_barriers::stop_world();

@@ -234,11 +234,15 @@ fn current_thread_roots_cover_own_local_and_tls() {
         let mut ranges = Vec::new();
         oohgc_barriers::current_thread_roots(&mut |lo, hi| ranges.push((lo, hi)));
         assert!(
-            ranges.iter().any(|&(lo, hi)| lo <= local_address && local_address < hi),
+            ranges
+                .iter()
+                .any(|&(lo, hi)| lo <= local_address && local_address < hi),
             "local at {local_address:#x} not in {ranges:x?}"
         );
         assert!(
-            ranges.iter().any(|&(lo, hi)| lo <= tls_address && tls_address < hi),
+            ranges
+                .iter()
+                .any(|&(lo, hi)| lo <= tls_address && tls_address < hi),
             "thread_local at {tls_address:#x} not in {ranges:x?}"
         );
         std::hint::black_box(&local);

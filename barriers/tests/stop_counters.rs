@@ -12,7 +12,10 @@ fn wait_until_all_move(counters: &[AtomicU64], before: &[u64]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for (i, counter) in counters.iter().enumerate() {
         while counter.load(Ordering::Relaxed) == before[i] {
-            assert!(Instant::now() < deadline, "thread {i} did not resume after restart");
+            assert!(
+                Instant::now() < deadline,
+                "thread {i} did not resume after restart"
+            );
             std::thread::yield_now();
         }
     }
@@ -28,7 +31,7 @@ fn stopped_threads_do_not_move_and_resume_after_restart() {
             let counters = counters.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     oohgc_barriers::register_current_thread();
                 }
                 while !stop.load(Ordering::Relaxed) {

@@ -1,0 +1,158 @@
+//! Blocking regions: a thread sleeping in a system call inside
+//! `enter_blocking()` is not signalled, its stack is still reported (from the
+//! stack pointer recorded at entry), and leaving the region while the world
+//! is stopped waits for the restart.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+fn range_holds(lo: usize, hi: usize, value: usize) -> bool {
+    let mut addr = (lo + 7) & !7;
+    while addr + 8 <= hi {
+        // SAFETY: a reported stack range of a live thread: mapped memory.
+        if unsafe { std::ptr::read_volatile(addr as *const usize) } == value {
+            return true;
+        }
+        addr += 8;
+    }
+    false
+}
+
+fn wait_for(flag: &AtomicI32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = flag.load(Ordering::Acquire);
+        if v != 0 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "helper thread never started");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn thread_in_blocking_region_is_not_signalled_but_reported() {
+    oohgc_barriers::init(Default::default()).unwrap();
+    const SENTINEL: usize = 0x5EED_B10C_0000_0001;
+    let started = Arc::new(AtomicI32::new(0));
+    let suspensions_in_region = Arc::new(AtomicU64::new(u64::MAX));
+    let handle = {
+        let (started, suspensions_in_region) = (started.clone(), suspensions_in_region.clone());
+        std::thread::spawn(move || {
+            let local = std::hint::black_box([SENTINEL ^ 1, 0]);
+            let local = std::hint::black_box([local[0] ^ 1, 0]);
+            let before = oohgc_barriers::current_thread_suspensions();
+            let guard = oohgc_barriers::enter_blocking();
+            started.store(tid(), Ordering::Release);
+            std::thread::sleep(Duration::from_millis(400));
+            let during = oohgc_barriers::current_thread_suspensions() - before;
+            drop(guard);
+            suspensions_in_region.store(during, Ordering::Release);
+            std::hint::black_box(&local);
+        })
+    };
+    let target = wait_for(&started);
+    for round in 0..20 {
+        let world = oohgc_barriers::stop_world();
+        let mut seen = None;
+        world.for_each_thread(&mut |roots| {
+            if roots.tid == target {
+                seen = Some((
+                    roots.in_blocking_region,
+                    range_holds(roots.stack.0, roots.stack.1, SENTINEL),
+                ));
+            }
+        });
+        drop(world);
+        assert_eq!(
+            seen,
+            Some((true, true)),
+            "round {round}: blocking thread not reported as (in_blocking_region, stack holds its local)"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.join().unwrap();
+    assert_eq!(
+        suspensions_in_region.load(Ordering::Acquire),
+        0,
+        "the thread in the blocking region was suspended by a signal"
+    );
+}
+
+#[test]
+fn leaving_a_blocking_region_during_a_stop_waits_for_restart() {
+    oohgc_barriers::init(Default::default()).unwrap();
+    let started = Arc::new(AtomicI32::new(0));
+    let left = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (started, left) = (started.clone(), left.clone());
+        std::thread::spawn(move || {
+            let guard = oohgc_barriers::enter_blocking();
+            started.store(tid(), Ordering::Release);
+            std::thread::sleep(Duration::from_millis(50));
+            drop(guard);
+            left.store(true, Ordering::Release);
+        })
+    };
+    wait_for(&started);
+    let world = oohgc_barriers::stop_world();
+    // The thread wakes after 50 ms and tries to leave; it must not get out
+    // while the world is stopped.
+    std::thread::sleep(Duration::from_millis(300));
+    let left_while_stopped = left.load(Ordering::Acquire);
+    drop(world);
+    assert!(
+        !left_while_stopped,
+        "the thread left its blocking region while the world was stopped"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !left.load(Ordering::Acquire) {
+        assert!(
+            Instant::now() < deadline,
+            "the thread did not leave after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.join().unwrap();
+}
+
+#[test]
+fn nested_blocking_regions_end_with_the_outermost() {
+    oohgc_barriers::init(Default::default()).unwrap();
+    let started = Arc::new(AtomicI32::new(0));
+    let release = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (started, release) = (started.clone(), release.clone());
+        std::thread::spawn(move || {
+            let outer = oohgc_barriers::enter_blocking();
+            drop(oohgc_barriers::enter_blocking());
+            started.store(tid(), Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(outer);
+        })
+    };
+    let target = wait_for(&started);
+    let world = oohgc_barriers::stop_world();
+    let mut blocking = None;
+    world.for_each_thread(&mut |roots| {
+        if roots.tid == target {
+            blocking = Some(roots.in_blocking_region);
+        }
+    });
+    drop(world);
+    release.store(true, Ordering::Release);
+    handle.join().unwrap();
+    assert_eq!(
+        blocking,
+        Some(true),
+        "dropping an inner guard ended the outer region"
+    );
+}
