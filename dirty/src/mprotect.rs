@@ -74,9 +74,15 @@ const FREE_SLOT: Slot = Slot {
 };
 
 static SLOTS: [Slot; MAX_TRACKED_RANGES] = [FREE_SLOT; MAX_TRACKED_RANGES];
-/// Signal handlers currently reading [`SLOTS`]; a slot is only reused or
-/// its bitmap freed once this has been seen at zero after clearing it.
-static HANDLERS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Grace periods between the signal handler and the harvest / untrack
+/// paths (a two-phase counter scheme in the style of RCU): a handler
+/// registers in the current phase's reader count for its whole run; a
+/// [`synchronize`] flips the phase and waits until every handler that
+/// started before the flip has finished. Handlers never wait.
+static PHASE: AtomicUsize = AtomicUsize::new(0);
+static HANDLERS_IN_PHASE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+/// Serialises [`synchronize`] callers (never taken in the handler).
+static GRACE: Mutex<()> = Mutex::new(());
 /// Serialises slot allocation and handler installation (never taken in the handler).
 static REGISTRY: Mutex<()> = Mutex::new(());
 /// Degrades (whole range made writable after ENOMEM), process-wide.
@@ -124,6 +130,34 @@ fn os_error(op: &'static str) -> DirtyError {
     }
 }
 
+/// Register a running handler; returns the phase slot to release.
+fn handler_enter() -> usize {
+    loop {
+        let phase = PHASE.load(Ordering::SeqCst);
+        let i = phase & 1;
+        HANDLERS_IN_PHASE[i].fetch_add(1, Ordering::SeqCst);
+        if PHASE.load(Ordering::SeqCst) == phase {
+            return i;
+        }
+        // A synchronize flipped the phase meanwhile: register in the new one.
+        HANDLERS_IN_PHASE[i].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn handler_exit(i: usize) {
+    HANDLERS_IN_PHASE[i].fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Wait until every signal handler that started before this call has
+/// finished (so its recorded bit and its mprotect are both visible).
+fn synchronize() {
+    let _g = GRACE.lock().unwrap_or_else(|p| p.into_inner());
+    let old = PHASE.fetch_add(1, Ordering::SeqCst);
+    while HANDLERS_IN_PHASE[old & 1].load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// `mprotect` without allocation; returns the errno on failure.
 fn protect(start: usize, len: usize, writable: bool) -> Result<(), i32> {
     let prot = if writable {
@@ -163,9 +197,9 @@ extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
             *libc::__errno_location(),
         )
     };
-    HANDLERS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let phase = handler_enter();
     let handled = code == SEGV_ACCERR && record_tracked_write(addr);
-    HANDLERS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    handler_exit(phase);
     // SAFETY: restoring this thread's errno.
     unsafe { *libc::__errno_location() = saved_errno };
     if !handled {
@@ -174,8 +208,18 @@ extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 }
 
 /// The write fault at `addr` hit a tracked page: make it writable, then
-/// record it (in that order, so a harvest that drains the bit before we
-/// set it cannot leave the page writable and clean). False if untracked.
+/// record it. False if untracked.
+///
+/// Why this is race-free against a concurrent harvest (drain the bits,
+/// then re-protect the drained pages): a harvest first waits
+/// ([`synchronize`]) for every handler that started before it. A page is
+/// only writable through some handler's `mprotect`, and that handler's bit
+/// is set before the handler finishes, hence before any later harvest
+/// drains. A harvest that drained the bit before our `mprotect` cannot
+/// leave the page writable-and-clean for long: our bit store follows.
+/// (Without the wait, a write by another thread through the page we just
+/// made writable could complete, and a whole harvest run, before our bit
+/// store: a false negative, which the concurrent-writers test caught.)
 fn record_tracked_write(addr: usize) -> bool {
     for slot in SLOTS.iter() {
         let start = slot.start.load(Ordering::SeqCst);
@@ -289,9 +333,7 @@ impl MprotectSource {
 
     fn release(range: PageRange, entry: Entry) {
         SLOTS[entry.slot].start.store(0, Ordering::SeqCst);
-        while HANDLERS_IN_FLIGHT.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
+        synchronize();
         let _ = protect(range.start, range.len, true);
         // SAFETY: the slot is cleared and no handler is reading it any more.
         unsafe { entry.bitmap.free() };
@@ -378,6 +420,8 @@ impl DirtySource for MprotectSource {
     fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
         let t = Instant::now();
         let ranges = self.lock();
+        // Every fault handled before this point has recorded its page.
+        synchronize();
         let mut pages = 0u64;
         for (r, e) in ranges.iter() {
             if SLOTS[e.slot].degraded.swap(false, Ordering::SeqCst) {

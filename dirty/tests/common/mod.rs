@@ -81,3 +81,20 @@ pub fn harvest_pages(source: &dyn DirtySource) -> BTreeSet<usize> {
 pub fn addrs(m: &Mapping, indices: &[usize]) -> BTreeSet<usize> {
     indices.iter().map(|&i| m.page(i)).collect()
 }
+
+/// The sources that work on this machine, by name.
+pub const WORKING_SOURCES: &[&str] = &["pagemap-scan", "uffd", "mprotect", "card", "none"];
+
+/// A write as a program using `source` must make it: `card` needs the
+/// barrier after the store.
+pub fn tracked_write(source: &dyn DirtySource, addr: usize, value: u8) {
+    write_byte(addr, value);
+    if source.name() == "card" {
+        oohgc_dirty::card::write_barrier(addr);
+    }
+}
+
+/// Whether `source` reports exactly the written pages (everything but `none`).
+pub fn is_exact(source: &dyn DirtySource) -> bool {
+    source.name() != "none"
+}
