@@ -1,1 +1,56 @@
-//! placeholder
+//! `oohgc-allocator`: the oohgc heap.
+//!
+//! A conservative collector's heap, usable as a global allocator: one large
+//! address-space reservation committed in chunks; small objects (16 B ..=
+//! 32 KiB) in size-class spans served by per-thread caches with lock-free fast
+//! paths; large objects on their own page runs; side tables (page map, span
+//! records, allocation bytes, mark bytes) outside the reservation; an O(1)
+//! lock-free object map for any address; sweeping and returning long-empty
+//! memory to the OS. It knows nothing about roots, stopping threads or dirty
+//! tracking: the collector (`oohgc`) drives it.
+//!
+//! None of the heap's own metadata comes from the global allocator (this crate
+//! *is* the global allocator of programs using `oohgc::GcAllocator`).
+//!
+//! Module map: `config` (settings, constants, errors), `heap` (reservation,
+//! side tables, init), `size_class`, `span` (span records and their
+//! invariants), `page_pool` (free pages, growth, return to the OS),
+//! `thread_cache` (fast paths, refill, frees), `large`, `api` (alloc/free/
+//! realloc), `object_map` (find_object, enumeration), `mark`, `sweep`,
+//! `trigger` (budget and hooks), `stats`, `lock`, `os`.
+
+#![warn(missing_docs)]
+
+mod api;
+mod config;
+mod heap;
+mod large;
+mod lock;
+mod mark;
+mod object;
+mod object_map;
+mod os;
+mod page_pool;
+mod size_class;
+mod span;
+mod stats;
+mod sweep;
+mod thread_cache;
+mod trigger;
+
+pub use api::{alloc, free, realloc, set_checked_free, usable_size};
+pub use config::{
+    HeapConfig, HeapError, COMMIT_CHUNK, DEFAULT_RESERVE, GRANULE, MAX_ALIGN, MAX_RESERVE,
+    MIN_HEAP, PAGE_SIZE,
+};
+pub use heap::{heap_bounds, init, is_initialized};
+pub use lock::{lock, HeapGuard};
+pub use mark::{clear_marks, is_marked, set_allocate_black, try_mark};
+pub use object::{ObjectInfo, ObjectKind};
+pub use object_map::{find_object, for_each_object, for_each_object_in};
+pub use page_pool::{for_each_chunk, set_chunk_hook};
+pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};
+pub use stats::{stats, HeapStats};
+pub use sweep::{sweep, SweepStats};
+pub use thread_cache::flush_current_thread_cache;
+pub use trigger::{allocated_since_reset, reset_allocation_counter, set_budget, set_hooks, Hooks};

@@ -1,0 +1,121 @@
+//! The heap lock: a reentrant futex mutex that never allocates, and the
+//! public [`HeapGuard`] the collector holds around stop-the-world.
+//!
+//! Reentrancy lets the collector hold [`lock`] and still call `sweep`,
+//! `stats`, ... which take the same lock internally.
+
+use crate::os;
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+thread_local! {
+    /// Its address identifies the current thread (const init, no destructor: no allocation).
+    static THREAD_TOKEN: Cell<u8> = const { Cell::new(0) };
+}
+
+fn thread_token() -> usize {
+    THREAD_TOKEN.with(|t| t as *const Cell<u8> as usize)
+}
+
+/// Reentrant mutex: `state` 0 = free, 1 = held, 2 = held with waiters.
+pub(crate) struct RawLock {
+    state: AtomicU32,
+    owner: AtomicUsize,
+    depth: AtomicU32,
+}
+
+impl RawLock {
+    pub(crate) const fn new() -> Self {
+        RawLock {
+            state: AtomicU32::new(0),
+            owner: AtomicUsize::new(0),
+            depth: AtomicU32::new(0),
+        }
+    }
+
+    /// True when the calling thread holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == thread_token()
+    }
+
+    pub(crate) fn lock(&self) {
+        let me = thread_token();
+        if self.owner.load(Ordering::Relaxed) == me {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.acquire();
+        self.owner.store(me, Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
+    }
+
+    fn acquire(&self) {
+        for _ in 0..64 {
+            if self
+                .state
+                .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        while self.state.swap(2, Ordering::Acquire) != 0 {
+            os::futex_wait(&self.state, 2);
+        }
+    }
+
+    pub(crate) fn unlock(&self) {
+        debug_assert!(self.held_by_me());
+        if self.depth.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.owner.store(0, Ordering::Relaxed);
+            if self.state.swap(0, Ordering::Release) == 2 {
+                os::futex_wake_one(&self.state);
+            }
+        }
+    }
+}
+
+/// The lock over every allocator critical section (span pool, span
+/// (re)initialisation, large objects, sweeping, thread-cache hand-over).
+pub(crate) static HEAP_LOCK: RawLock = RawLock::new();
+/// Serialises heap growth, whose chunk hook runs without [`HEAP_LOCK`].
+pub(crate) static GROWTH_LOCK: RawLock = RawLock::new();
+
+/// Runs `f` with [`HEAP_LOCK`] held.
+pub(crate) fn with_heap_lock<R>(f: impl FnOnce() -> R) -> R {
+    HEAP_LOCK.lock();
+    let r = f();
+    HEAP_LOCK.unlock();
+    r
+}
+
+/// Proof that the calling thread holds the heap lock (see [`lock`]). Not `Send`:
+/// it must be dropped by the thread that took it.
+pub struct HeapGuard {
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Takes the heap lock. While the guard lives no other thread is inside (or can
+/// enter) an allocator critical section that takes a lock, so a thread stopped
+/// by a signal never holds an allocator lock. Lock-free fast paths (thread-cache
+/// pops and pushes, remote frees) may still be mid-way in stopped threads; every
+/// function of this crate copes with that.
+///
+/// The holder may call every function of the crate. `alloc`/`free`/`realloc`
+/// also work (the lock is reentrant) but must not be used while the world is
+/// stopped: growth then runs the chunk hook with the lock held, and a slow path
+/// may call the collector's hooks.
+pub fn lock() -> HeapGuard {
+    HEAP_LOCK.lock();
+    HeapGuard {
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for HeapGuard {
+    fn drop(&mut self) {
+        HEAP_LOCK.unlock();
+    }
+}

@@ -1,0 +1,146 @@
+//! The object map: from any address to the allocated object containing it,
+//! in O(1) and lock-free, and enumeration of allocated objects.
+//!
+//! `find_object`: reservation bounds check, page map (page -> span head),
+//! span layout (seqlock-checked), slot index by multiply-shift, allocation
+//! byte. Readers never block and never see a torn layout: a layout change in
+//! the middle of a read makes the answer None, which is then correct because
+//! layouts change only while a span holds no object.
+
+use crate::heap::{is_initialized, layout};
+use crate::object::{ObjectInfo, ObjectKind};
+use crate::page_pool::frontier_pages;
+use crate::span::{SpanMeta, SpanView};
+use core::sync::atomic::Ordering;
+
+/// The allocated object containing `addr` (interior addresses included; the
+/// address one past the end is not in the object). None for free slots,
+/// unallocated pages, span tails and addresses outside the heap.
+#[inline]
+pub fn find_object(addr: usize) -> Option<ObjectInfo> {
+    let l = layout();
+    if addr.wrapping_sub(l.lo) >= l.hi - l.lo || !is_initialized() {
+        return None;
+    }
+    let page = l.page_of(addr);
+    if page >= frontier_pages() {
+        return None;
+    }
+    let h = l.head_entry(page).load(Ordering::Acquire);
+    if h == 0 {
+        return None;
+    }
+    let span = l.span(h as usize - 1);
+    let (v, gen) = span.view()?;
+    if addr < v.start || addr >= v.end() {
+        return None;
+    }
+    let slot = v.slot_of(addr);
+    if slot >= v.slots {
+        return None;
+    }
+    if l.alloc_byte(v.head, slot).load(Ordering::Acquire) != 1 || !span.unchanged(gen) {
+        return None;
+    }
+    Some(ObjectInfo {
+        base: v.slot_addr(slot),
+        size: v.obj_size,
+        kind: v.kind,
+    })
+}
+
+/// Calls `f(head_page, span, view, gen)` for every span whose first page lies
+/// in `[first, last]` or that covers `first`.
+pub(crate) fn for_each_span(
+    first: usize,
+    last: usize,
+    f: &mut dyn FnMut(&'static SpanMeta, SpanView, u32),
+) {
+    let l = layout();
+    let end = last.min(frontier_pages().saturating_sub(1));
+    let mut p = first;
+    if p > end {
+        return;
+    }
+    let h = l.head_entry(p).load(Ordering::Acquire);
+    if h != 0 && (h as usize - 1) < p {
+        p = h as usize - 1;
+    }
+    while p <= end {
+        let h = l.head_entry(p).load(Ordering::Acquire);
+        if h as usize != p + 1 {
+            p += 1;
+            continue;
+        }
+        let span = l.span(p);
+        match span.view() {
+            Some((v, gen)) if v.head == p => {
+                f(span, v, gen);
+                p += v.pages.max(1);
+            }
+            _ => p += 1,
+        }
+    }
+}
+
+/// Reports the allocated slots of `v` in slot range `[from, to)`.
+fn report_slots(
+    span: &SpanMeta,
+    v: &SpanView,
+    gen: u32,
+    from: usize,
+    to: usize,
+    kind: Option<ObjectKind>,
+    f: &mut dyn FnMut(ObjectInfo),
+) {
+    if kind.is_some_and(|k| k != v.kind) {
+        return;
+    }
+    let l = layout();
+    for slot in from..to.min(v.slots) {
+        if l.alloc_byte(v.head, slot).load(Ordering::Acquire) == 1 && span.unchanged(gen) {
+            f(ObjectInfo {
+                base: v.slot_addr(slot),
+                size: v.obj_size,
+                kind: v.kind,
+            });
+        }
+    }
+}
+
+/// Calls `f` for every allocated object (of `kind`, if given). Lock-free; may
+/// run while the world is stopped and never allocates.
+pub fn for_each_object(kind: Option<ObjectKind>, f: &mut dyn FnMut(ObjectInfo)) {
+    if !is_initialized() {
+        return;
+    }
+    for_each_span(0, usize::MAX, &mut |span, v, gen| {
+        report_slots(span, &v, gen, 0, v.slots, kind, f)
+    });
+}
+
+/// Calls `f` for every allocated object overlapping `[start, end)`. Cost is
+/// proportional to the range (plus the span covering `start`).
+pub fn for_each_object_in(start: usize, end: usize, f: &mut dyn FnMut(ObjectInfo)) {
+    let l = layout();
+    if !is_initialized() || end <= start {
+        return;
+    }
+    let start = start.max(l.lo);
+    let end = end.min(l.hi);
+    if end <= start {
+        return;
+    }
+    let first = l.page_of(start);
+    let last = l.page_of(end - 1);
+    for_each_span(first, last, &mut |span, v, gen| {
+        let lo = start.max(v.start);
+        let hi = end.min(v.end());
+        if hi <= lo {
+            return;
+        }
+        let from = v.slot_of(lo);
+        let to = v.slot_of(hi - 1) + 1;
+        report_slots(span, &v, gen, from, to, None, f)
+    });
+}

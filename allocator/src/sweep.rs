@@ -1,0 +1,112 @@
+//! Sweeping: reclaim every allocated Managed/ManagedNoScan object that is
+//! unmarked (Manual objects never), give entirely dead detached spans and
+//! dead large objects back to the page pool, and return pages that stayed
+//! pooled for two sweeps to the OS.
+//!
+//! Works with the world stopped (threads stopped mid-alloc/free) and
+//! concurrently with mutators (who must then allocate black): the sweep
+//! clears allocation bytes with a compare-exchange and hands freed small
+//! slots to the span's owner through `thread_free`, never touching owner-only
+//! fields. Blocks owned by a thread cache that become empty are retired by
+//! their owner at its next refill of that class or when its cache is flushed;
+//! detached (FULL) spans whose objects all die are claimed here directly.
+
+use crate::heap::{is_initialized, layout};
+use crate::large::sweep_free_large;
+use crate::lock::HEAP_LOCK;
+use crate::object_map::for_each_span;
+use crate::page_pool;
+use crate::span::{SpanMeta, SpanView, SPAN_LARGE};
+use crate::thread_cache::{claim, claimable, push_thread_free};
+use core::sync::atomic::Ordering;
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SweepStats {
+    /// Objects reclaimed.
+    pub objects_freed: usize,
+    /// Their slot sizes, summed.
+    pub bytes_freed: usize,
+    /// Slot bytes of the objects that stay: marked Managed/ManagedNoScan and all Manual.
+    pub live_bytes: usize,
+    /// Spans (small spans and large objects) that went back to the page pool.
+    pub blocks_emptied: usize,
+    /// Bytes given back to the OS (MADV_DONTNEED) at the end of this sweep.
+    pub bytes_returned_to_os: usize,
+}
+
+/// Reclaims every unmarked Managed/ManagedNoScan object. Takes the heap lock.
+pub fn sweep() -> SweepStats {
+    let mut st = SweepStats::default();
+    if !is_initialized() {
+        return st;
+    }
+    HEAP_LOCK.lock();
+    let l = layout();
+    for_each_span(0, usize::MAX, &mut |span, v, _| {
+        if v.state == SPAN_LARGE {
+            if l.alloc_byte(v.head, 0).load(Ordering::Acquire) != 1 {
+                return;
+            }
+            let marked = l.mark_byte(v.head, 0).load(Ordering::Acquire) != 0;
+            if !v.kind.is_swept() || marked {
+                st.live_bytes += v.obj_size;
+            } else {
+                let freed = sweep_free_large(span, v.head);
+                if freed > 0 {
+                    st.objects_freed += 1;
+                    st.bytes_freed += freed;
+                    st.blocks_emptied += 1;
+                }
+            }
+        } else {
+            sweep_small(span, &v, &mut st);
+        }
+    });
+    st.bytes_returned_to_os = page_pool::end_sweep_and_return_old_pages();
+    HEAP_LOCK.unlock();
+    st
+}
+
+fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
+    let l = layout();
+    let mut allocated = 0;
+    let mut dead = 0;
+    for slot in 0..v.slots {
+        // Allocation byte first (Acquire): a slot allocated black is seen marked.
+        if l.alloc_byte(v.head, slot).load(Ordering::Acquire) == 1 {
+            allocated += 1;
+            if v.kind.is_swept() && l.mark_byte(v.head, slot).load(Ordering::Relaxed) == 0 {
+                dead += 1;
+            }
+        }
+    }
+    st.live_bytes += (allocated - dead) * v.obj_size;
+    if dead == 0 {
+        return;
+    }
+    if dead == allocated && claimable(span) && claim(span) {
+        // The owner has let go of the span and every object in it is dead.
+        for slot in 0..v.slots {
+            l.alloc_byte(v.head, slot).store(0, Ordering::Release);
+        }
+        span.release();
+        st.objects_freed += dead;
+        st.bytes_freed += dead * v.obj_size;
+        st.blocks_emptied += 1;
+        return;
+    }
+    for slot in 0..v.slots {
+        let a = l.alloc_byte(v.head, slot);
+        if a.load(Ordering::Acquire) == 1
+            && l.mark_byte(v.head, slot).load(Ordering::Relaxed) == 0
+            && a.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            // SAFETY: we cleared the allocation byte of this slot of a small span.
+            unsafe { push_thread_free(span, v.slot_addr(slot) as *mut u8) };
+            st.objects_freed += 1;
+            st.bytes_freed += v.obj_size;
+        }
+    }
+}
