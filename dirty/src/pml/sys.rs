@@ -123,10 +123,11 @@ impl Uffd {
     }
 
     /// Write-protect (`protect == true`) or unprotect `range`. Unprotecting
-    /// wakes threads blocked on it unless `wake` is false.
+    /// wakes threads blocked on it unless `wake` is false (the kernel
+    /// refuses "don't wake" together with protection, so it is ignored then).
     pub(crate) fn write_protect(&self, range: PageRange, protect: bool, wake: bool) -> Result<(), DirtyError> {
         let mut mode = if protect { WRITEPROTECT_MODE_WP } else { 0 };
-        if !wake {
+        if !wake && !protect {
             mode |= WRITEPROTECT_MODE_DONTWAKE;
         }
         let mut wp = uapi::uffdio_writeprotect {
