@@ -24,7 +24,7 @@ static CHECKED_FREE: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
 /// Size 0 is treated as one granule.
 #[inline]
 pub fn alloc(size: usize, align: usize, kind: ObjectKind) -> *mut u8 {
-    if align <= GRANULE && size <= MAX_SMALL_SIZE {
+    if align <= GRANULE && align & align.wrapping_sub(1) == 0 && size <= MAX_SMALL_SIZE {
         // SAFETY: class_of returns a valid class; kind.index() < KINDS.
         let p = unsafe { thread_cache::try_alloc_fast(class_of(size), kind.index()) };
         if !p.is_null() {
@@ -37,7 +37,7 @@ pub fn alloc(size: usize, align: usize, kind: ObjectKind) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_slow(size: usize, align: usize, kind: ObjectKind) -> *mut u8 {
-    if !align.is_power_of_two() || align > MAX_ALIGN || size > isize::MAX as usize / 2 {
+    if !(align.is_power_of_two() || align == 0) || align > MAX_ALIGN || size > isize::MAX as usize / 2 {
         return null_mut();
     }
     if !ensure_initialized() {
