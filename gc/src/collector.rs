@@ -1,0 +1,539 @@
+//! The collection cycle: stop-the-world and mostly-concurrent, the collector
+//! thread, the trigger and pacing policy.
+//!
+//! **Stop-the-world cycle** (`none`, explicit `collect()`, out-of-memory):
+//! clear marks; stop the world; mark from every root; process weak
+//! references and finalizable objects; restart; sweep with allocate-black on.
+//!
+//! **Concurrent cycle** (every other dirty source), on the collector thread
+//! (Boehm, Demers & Shenker, PLDI'91):
+//! 1. clear marks, *arm* the dirty source over the heap, then turn
+//!    allocate-black on. (In that order: an object allocated black is never
+//!    scanned before the final pause, so every write into it must come after
+//!    the arm and dirty its page. Objects allocated between the arm and
+//!    allocate-black are unmarked and are found like any other object.)
+//! 2. mark concurrently from the static roots, `GcAllocator` blocks and user
+//!    roots (thread stacks are scanned only in the final pause).
+//! 3. precleaning: harvest, re-scan marked objects on dirty pages, drain;
+//!    repeated while it pays (see [`MAX_PRECLEAN_ROUNDS`]).
+//! 4. final pause: stop the world, harvest, re-scan the dirty parts of marked
+//!    objects and every root (stacks, registers, TLS, statics), finish
+//!    marking, clear weak references and queue finalizers, optionally verify,
+//!    restart.
+//! 5. sweep concurrently with allocate-black still on, then turn it off.
+//!
+//! Correctness argument for step 4: an object reachable at the final pause
+//! is reachable through a chain of pointers from a root. Every pointer in
+//! the chain either was in place when its holder was scanned (so its target
+//! is marked), or was written after — after the arm, hence on a page the
+//! final harvest reports — and the holder, being marked, is re-scanned on
+//! that page. Roots are scanned entirely inside the pause.
+//!
+//! **Trigger and heap growth** (bdwgc's free-space divisor): a cycle starts
+//! when `max(initial_heap, live / free_space_divisor)` bytes have been
+//! allocated since the last one; the heap grows only as allocation between
+//! cycles needs. **Pacing**: if mutators allocate another budget's worth
+//! while a concurrent cycle runs, the thread that crosses it waits for the
+//! cycle to finish (a blocking region, so it does not delay the pause).
+
+use crate::mark::{HeapMarks, MarkStack, Marker};
+use crate::roots::{self, Ranges};
+use crate::runtime;
+use crate::stats::{self, CycleKind, CycleReason, CycleStats};
+use crate::{finalize, verify, weak};
+use oohgc_allocator as heap;
+use oohgc_dirty::raw_vec::RawVec;
+use oohgc_dirty::PageRange;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// At most this many precleaning rounds per cycle.
+pub const MAX_PRECLEAN_ROUNDS: u32 = 4;
+/// Precleaning stops once a round finds fewer dirty pages than this: the
+/// final pause will re-scan them faster than another round would.
+pub const PRECLEAN_ENOUGH_PAGES: u64 = 256;
+
+/// Everything a cycle needs, behind the cycle lock (one cycle at a time).
+struct Cycle {
+    stack: Option<MarkStack>,
+    statics: Ranges,
+    dirty: RawVec<(usize, usize)>,
+    count: u64,
+}
+
+static CYCLE: Mutex<Cycle> = Mutex::new(Cycle {
+    stack: None,
+    statics: RawVec::new(),
+    dirty: RawVec::new(),
+    count: 0,
+});
+
+/// State shared with the collector thread.
+struct Shared {
+    requested: bool,
+    running: bool,
+    completed: u64,
+    thread_started: bool,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    requested: false,
+    running: false,
+    completed: 0,
+    thread_started: false,
+});
+static WAKE_COLLECTOR: Condvar = Condvar::new();
+static CYCLE_DONE: Condvar = Condvar::new();
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+/// Run a full, blocking, stop-the-world collection now (unless collection
+/// is disabled with [`crate::disable`]).
+pub fn collect() {
+    if runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        return;
+    }
+    run_stw(CycleReason::Explicit, None);
+}
+
+/// Run a full collection unless another one keeps the collector busy past
+/// `timeout`; returns whether a collection ran.
+pub fn try_collect(timeout: Duration) -> bool {
+    if runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        return false;
+    }
+    runtime::start_collector_or_die();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match CYCLE.try_lock() {
+            Ok(g) => {
+                run_stw_locked(g, CycleReason::Explicit);
+                return true;
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                run_stw_locked(p.into_inner(), CycleReason::Explicit);
+                return true;
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                let _b = oohgc_barriers::enter_blocking();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
+
+fn run_stw(reason: CycleReason, _bytes: Option<usize>) {
+    runtime::start_collector_or_die();
+    // Waiting for the cycle lock may take a whole concurrent cycle: wait in
+    // a blocking region so the pause of that cycle does not wait for us.
+    let g = {
+        let _b = oohgc_barriers::enter_blocking();
+        lock(&CYCLE)
+    };
+    run_stw_locked(g, reason);
+}
+
+fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
+    let c = &mut *cycle;
+    c.count += 1;
+    let cfg = runtime::config();
+    let mut cs = CycleStats {
+        cycle: c.count,
+        kind: CycleKind::StopTheWorld,
+        reason,
+        dirty_source: runtime::dirty_source().map_or("none", |s| s.name()),
+        ..CycleStats::default()
+    };
+    let stack = c.stack.get_or_insert_with(MarkStack::new);
+    let t0 = Instant::now();
+    roots::static_segments(&mut c.statics);
+    heap::clear_marks();
+    cs.arm_ns = ns(t0.elapsed());
+
+    let mut fin = finalize::lock_table();
+    let mut weak_guard = weak::lock_table();
+    let heap_guard = heap::lock();
+    let p0 = Instant::now();
+    let world = oohgc_barriers::stop_world();
+    let p1 = Instant::now();
+    cs.stop_ns = ns(p1 - p0);
+    cs.threads = world.thread_count() as u64;
+    {
+        let mut m = Marker::new(stack, HeapMarks);
+        roots::scan_threads(&mut m, &world);
+        roots::scan_global_roots(&mut m, &c.statics);
+        roots::mark_manual_objects(&mut m);
+        finalize::mark_pending(&fin, &mut m);
+        m.drain();
+        cs.weak_cleared = weak::clear_unreachable(&mut weak_guard, &m);
+        cs.finalizers_queued = finalize::queue_unreachable(&mut fin, &mut m);
+        m.drain();
+        cs.objects_marked = m.counts.objects;
+        cs.bytes_marked = m.counts.bytes;
+    }
+    heap::set_allocate_black(true);
+    let p2 = Instant::now();
+    cs.rescan_ns = ns(p2 - p1);
+    drop(world);
+    let p3 = Instant::now();
+    cs.resume_ns = ns(p3 - p2);
+    cs.pause_ns = ns(p3 - p0);
+    drop(heap_guard);
+    drop(weak_guard);
+    drop(fin);
+    finish_cycle(c, &mut cs, &cfg);
+}
+
+/// Sweep, reset the budget, record statistics (after the world restarted).
+fn finish_cycle(c: &mut Cycle, cs: &mut CycleStats, cfg: &crate::Config) {
+    finalize::wake_finalizer();
+    let s0 = Instant::now();
+    let sw = heap::sweep();
+    heap::set_allocate_black(false);
+    cs.sweep_ns = ns(s0.elapsed());
+    cs.bytes_freed = sw.bytes_freed as u64;
+    cs.live_bytes = sw.live_bytes as u64;
+    let hs = heap::stats();
+    cs.heap_size = hs.committed as u64;
+    if let Some(st) = c.stack.as_mut() {
+        st.release_memory();
+    }
+    heap::reset_allocation_counter();
+    heap::set_budget(next_budget(cfg, sw.live_bytes));
+    if cfg.find_leaks {
+        crate::leaks::report_cycle(cs.cycle);
+    }
+    stats::record(cs, cfg.print_stats);
+}
+
+/// The allocation budget until the next cycle.
+fn next_budget(cfg: &crate::Config, live: usize) -> usize {
+    (live / cfg.free_space_divisor).max(cfg.initial_heap)
+}
+
+// ---------------------------------------------------------------------------
+// Concurrent cycles.
+
+/// Start the collector thread (once).
+pub(crate) fn spawn_collector_thread() {
+    let mut sh = lock(&SHARED);
+    if sh.thread_started {
+        return;
+    }
+    sh.thread_started = true;
+    drop(sh);
+    std::thread::Builder::new()
+        .name("oohgc-collector".into())
+        .spawn(collector_thread)
+        .unwrap_or_else(|e| runtime::fatal(format_args!("cannot start the collector thread: {e}")));
+}
+
+fn collector_thread() {
+    runtime::become_internal_thread();
+    loop {
+        {
+            let mut sh = lock(&SHARED);
+            while !sh.requested {
+                sh = WAKE_COLLECTOR.wait(sh).unwrap_or_else(|p| p.into_inner());
+            }
+            sh.requested = false;
+            sh.running = true;
+        }
+        let cycle = lock(&CYCLE);
+        if runtime::tracking_ok() {
+            run_concurrent_locked(cycle, CycleReason::Budget);
+        } else {
+            run_stw_locked(cycle, CycleReason::Budget);
+        }
+        let mut sh = lock(&SHARED);
+        sh.running = false;
+        sh.completed += 1;
+        CYCLE_DONE.notify_all();
+    }
+}
+
+fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
+    let c = &mut *cycle;
+    let Some(src) = runtime::dirty_source() else {
+        return run_stw_locked(cycle, reason);
+    };
+    let cfg = runtime::config();
+    c.count += 1;
+    let mut cs = CycleStats {
+        cycle: c.count,
+        kind: CycleKind::Concurrent,
+        reason,
+        dirty_source: src.name(),
+        ..CycleStats::default()
+    };
+    let stack = c.stack.get_or_insert_with(MarkStack::new);
+
+    // 1. Arm.
+    let t0 = Instant::now();
+    heap::clear_marks();
+    if let Err(e) = src.arm() {
+        runtime::eprint_line(format_args!(
+            "oohgc: arming dirty source `{}` failed ({e}); this cycle runs stop-the-world",
+            src.name()
+        ));
+        c.count -= 1;
+        return run_stw_locked(cycle, reason);
+    }
+    heap::set_allocate_black(true);
+    // Pacing: another budget's worth of allocation during the cycle makes
+    // the allocating thread wait for the cycle's end.
+    heap::reset_allocation_counter();
+    heap::set_budget(next_budget(&cfg, runtime::live_estimate()));
+    cs.arm_ns = ns(t0.elapsed());
+
+    // 2. Concurrent mark from everything but thread stacks.
+    let t1 = Instant::now();
+    roots::static_segments(&mut c.statics);
+    let mut m = Marker::new(stack, HeapMarks);
+    roots::scan_global_roots(&mut m, &c.statics);
+    roots::mark_manual_objects(&mut m);
+    finalize::mark_pending_concurrently(&mut m);
+    m.drain();
+    cs.concurrent_mark_ns = ns(t1.elapsed());
+
+    // 3. Precleaning.
+    let t2 = Instant::now();
+    let mut last = u64::MAX;
+    while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS {
+        let pages = match harvest(src, &mut c.dirty) {
+            Ok(p) => p,
+            Err(()) => break,
+        };
+        cs.preclean_rounds += 1;
+        cs.preclean_dirty_pages += pages;
+        cs.rescanned_objects += rescan_dirty(&mut m, &c.dirty);
+        m.drain();
+        if pages < PRECLEAN_ENOUGH_PAGES || pages >= last {
+            break;
+        }
+        last = pages;
+    }
+    cs.preclean_ns = ns(t2.elapsed());
+
+    // 4. Final pause.
+    let mut fin = finalize::lock_table();
+    let mut weak_guard = weak::lock_table();
+    let heap_guard = heap::lock();
+    let p0 = Instant::now();
+    let world = oohgc_barriers::stop_world();
+    let p1 = Instant::now();
+    cs.stop_ns = ns(p1 - p0);
+    cs.threads = world.thread_count() as u64;
+    let harvested = harvest(src, &mut c.dirty);
+    let p2 = Instant::now();
+    cs.harvest_ns = ns(p2 - p1);
+    match harvested {
+        Ok(pages) => {
+            cs.dirty_pages = pages;
+            cs.rescanned_objects += rescan_dirty(&mut m, &c.dirty);
+        }
+        Err(()) => {
+            // No trustworthy dirty set: re-scan every marked object.
+            cs.rescanned_objects += rescan_all_marked(&mut m);
+        }
+    }
+    roots::scan_threads(&mut m, &world);
+    roots::scan_global_roots(&mut m, &c.statics);
+    finalize::mark_pending(&fin, &mut m);
+    m.drain();
+    cs.weak_cleared = weak::clear_unreachable(&mut weak_guard, &m);
+    cs.finalizers_queued = finalize::queue_unreachable(&mut fin, &mut m);
+    m.drain();
+    cs.objects_marked = m.counts.objects;
+    cs.bytes_marked = m.counts.bytes;
+    drop(m);
+    let p3 = Instant::now();
+    cs.rescan_ns = ns(p3 - p2);
+    if cfg.verify {
+        verify::verify_marks(stack, &world, &fin, &c.statics, &c.dirty, cs.cycle);
+    }
+    let p4 = Instant::now();
+    cs.verify_ns = ns(p4 - p3);
+    drop(world);
+    let p5 = Instant::now();
+    cs.resume_ns = ns(p5 - p4);
+    cs.pause_ns = ns(p5 - p0) - cs.verify_ns;
+    drop(heap_guard);
+    drop(weak_guard);
+    drop(fin);
+    if let Err(e) = src.disarm() {
+        runtime::eprint_line(format_args!("oohgc: disarming `{}` failed: {e}", src.name()));
+    }
+    finish_cycle(c, &mut cs, &cfg);
+}
+
+/// Harvest the dirty source into `out` as sorted, merged ranges; returns
+/// the number of dirty pages.
+fn harvest(src: &dyn oohgc_dirty::DirtySource, out: &mut RawVec<(usize, usize)>) -> Result<u64, ()> {
+    out.clear();
+    let r = src.harvest(&mut |r: PageRange| out.push((r.start, r.end())));
+    if let Err(e) = r {
+        runtime::eprint_line(format_args!("oohgc: harvest from `{}` failed: {e}", src.name()));
+        return Err(());
+    }
+    out.as_mut_slice().sort_unstable();
+    let mut merged = 0usize;
+    for i in 0..out.len() {
+        let (s, e) = out[i];
+        if merged > 0 && out[merged - 1].1 >= s {
+            out[merged - 1].1 = out[merged - 1].1.max(e);
+        } else {
+            out[merged] = (s, e);
+            merged += 1;
+        }
+    }
+    out.truncate(merged);
+    Ok(out.iter().map(|&(s, e)| ((e - s) / oohgc_dirty::PAGE_SIZE) as u64).sum())
+}
+
+/// Re-scan the parts of marked objects that lie on dirty pages.
+fn rescan_dirty(m: &mut Marker<'_, HeapMarks>, dirty: &RawVec<(usize, usize)>) -> u64 {
+    let mut objects = 0;
+    for &(s, e) in dirty.iter() {
+        heap::for_each_object_in(s, e, &mut |o| {
+            if o.kind == heap::ObjectKind::ManagedNoScan || !heap::is_marked(o.base) {
+                return;
+            }
+            objects += 1;
+            m.scan_range(o.base.max(s), (o.base + o.size).min(e));
+        });
+    }
+    objects
+}
+
+fn rescan_all_marked(m: &mut Marker<'_, HeapMarks>) -> u64 {
+    let mut objects = 0;
+    heap::for_each_object(None, &mut |o| {
+        if o.kind != heap::ObjectKind::ManagedNoScan && heap::is_marked(o.base) {
+            objects += 1;
+            m.scan_range(o.base, o.base + o.size);
+        }
+    });
+    objects
+}
+
+// ---------------------------------------------------------------------------
+// Hooks called by the heap.
+
+/// The allocation budget is spent (called on the allocating thread, no heap
+/// lock held).
+pub(crate) fn on_budget_exceeded() {
+    let cfg = runtime::config();
+    if !cfg.auto_collect
+        || runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0
+        || runtime::current_thread_is_internal()
+    {
+        heap::reset_allocation_counter();
+        heap::set_budget(next_budget(&cfg, runtime::live_estimate()));
+        return;
+    }
+    runtime::start_collector_or_die();
+    let concurrent = lock(&SHARED).thread_started && runtime::tracking_ok();
+    if !concurrent {
+        run_stw(CycleReason::Budget, None);
+        return;
+    }
+    let mut sh = lock(&SHARED);
+    if !sh.running && !sh.requested {
+        sh.requested = true;
+        WAKE_COLLECTOR.notify_one();
+        return;
+    }
+    // A cycle is under way and the mutators spent another budget: wait for
+    // it to finish (pacing).
+    let target = sh.completed + 1;
+    let _b = oohgc_barriers::enter_blocking();
+    while sh.completed < target && (sh.running || sh.requested) {
+        sh = CYCLE_DONE.wait(sh).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// An allocation failed at the heap limit: wait for a running cycle, then
+/// collect in a pause; true = retry the allocation.
+pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
+    if runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0
+        || runtime::current_thread_is_internal()
+    {
+        return false;
+    }
+    run_stw(CycleReason::OutOfMemory, Some(_bytes));
+    true
+}
+
+/// In a fork child: the collector thread does not exist there.
+pub(crate) fn reset_after_fork() {
+    let mut sh = lock(&SHARED);
+    sh.thread_started = false;
+    sh.running = false;
+    sh.requested = false;
+}
+
+thread_local! {
+    static FORK_CYCLE_GUARD: std::cell::RefCell<Option<MutexGuard<'static, Cycle>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `fork` prepare handler: wait for any cycle to end and hold the lock.
+pub(crate) fn hold_cycle_lock_for_fork() {
+    let g = {
+        let _b = oohgc_barriers::enter_blocking();
+        lock(&CYCLE)
+    };
+    FORK_CYCLE_GUARD.with(|h| *h.borrow_mut() = Some(g));
+}
+
+/// `fork` parent/child handler: release the lock taken by the prepare handler.
+pub(crate) fn release_cycle_lock_after_fork() {
+    FORK_CYCLE_GUARD.with(|h| drop(h.borrow_mut().take()));
+}
+
+/// Ask the collector thread to start a concurrent cycle now, without
+/// waiting for it. Returns false when collection runs stop-the-world only
+/// (dirty source `none`, or tracking unavailable) or is disabled.
+pub fn start_cycle() -> bool {
+    if runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        return false;
+    }
+    runtime::start_collector_or_die();
+    let mut sh = lock(&SHARED);
+    if !sh.thread_started || !runtime::tracking_ok() {
+        return false;
+    }
+    if !sh.running {
+        sh.requested = true;
+        WAKE_COLLECTOR.notify_one();
+    }
+    true
+}
+
+/// Wait until at least `n` more concurrent cycles have completed (or return
+/// at once in stop-the-world mode).
+pub fn wait_for_cycles(n: u64) {
+    let mut sh = lock(&SHARED);
+    if !sh.thread_started {
+        return;
+    }
+    let target = sh.completed + n;
+    let _b = oohgc_barriers::enter_blocking();
+    while sh.completed < target {
+        if !sh.running && !sh.requested {
+            sh.requested = true;
+            WAKE_COLLECTOR.notify_one();
+        }
+        sh = CYCLE_DONE.wait(sh).unwrap_or_else(|p| p.into_inner());
+    }
+}

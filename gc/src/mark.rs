@@ -1,0 +1,252 @@
+//! Conservative marking: the mark stack and the word-by-word scan.
+//!
+//! Every aligned word of a scanned range is a candidate pointer. A word that
+//! falls inside the heap reservation and inside an allocated object (interior
+//! pointers included — the object map answers in O(1)) marks that object and,
+//! unless it is pointer-free, pushes it for scanning.
+//!
+//! The mark stack lives in its own `mmap` reservation (never in the heap, never
+//! scanned). If it fills, entries are dropped and an overflow flag is set;
+//! [`Marker::drain`] then recovers as bdwgc does, by re-scanning every marked
+//! object until no overflow happens (correct, only slower).
+//!
+//! Words are read with relaxed atomic loads: during concurrent marking other
+//! threads write the memory being scanned, and a plain read would be a data
+//! race in Rust's memory model.
+
+use oohgc_allocator::{self as heap, ObjectInfo, ObjectKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One pending object: its base and size.
+#[derive(Clone, Copy)]
+struct Entry {
+    base: usize,
+    size: usize,
+}
+
+/// Entries in the mark stack's reservation (256 MiB of address space,
+/// committed only as it is touched).
+const STACK_CAPACITY: usize = (256 << 20) / std::mem::size_of::<Entry>();
+
+/// The mark stack: a fixed reservation with an overflow flag.
+pub(crate) struct MarkStack {
+    entries: *mut Entry,
+    len: usize,
+    capacity: usize,
+    overflowed: bool,
+}
+
+// SAFETY: the stack owns its mapping; it is only used by one marking thread
+// at a time (the collector holds the cycle lock).
+unsafe impl Send for MarkStack {}
+
+impl MarkStack {
+    /// Reserve the stack's address space.
+    pub(crate) fn new() -> MarkStack {
+        Self::with_capacity(STACK_CAPACITY)
+    }
+
+    /// A stack of `capacity` entries (small ones exercise overflow recovery).
+    pub(crate) fn with_capacity(capacity: usize) -> MarkStack {
+        let bytes = capacity * std::mem::size_of::<Entry>();
+        // SAFETY: an anonymous private mapping; NORESERVE so that only the
+        // touched part costs memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            crate::runtime::fatal(format_args!(
+                "cannot reserve {bytes} bytes for the mark stack"
+            ));
+        }
+        MarkStack {
+            entries: p.cast(),
+            len: 0,
+            capacity,
+            overflowed: false,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, e: Entry) {
+        if self.len == self.capacity {
+            self.overflowed = true;
+            return;
+        }
+        // SAFETY: len < capacity, inside our reservation.
+        unsafe { self.entries.add(self.len).write(e) };
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Entry> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: the slot below the old len was written by push.
+        Some(unsafe { self.entries.add(self.len).read() })
+    }
+
+    /// Give the touched part of the stack back to the OS after a cycle.
+    pub(crate) fn release_memory(&mut self) {
+        debug_assert_eq!(self.len, 0);
+        let bytes = self.capacity * std::mem::size_of::<Entry>();
+        // SAFETY: advising our own, empty mapping.
+        unsafe { libc::madvise(self.entries.cast(), bytes, libc::MADV_DONTNEED) };
+    }
+}
+
+impl Drop for MarkStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own reservation.
+        unsafe {
+            libc::munmap(
+                self.entries.cast(),
+                self.capacity * std::mem::size_of::<Entry>(),
+            )
+        };
+    }
+}
+
+/// What one marking pass did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MarkCounts {
+    /// Objects newly marked.
+    pub objects: u64,
+    /// Bytes in newly marked objects.
+    pub bytes: u64,
+    /// Words examined.
+    pub words: u64,
+    /// Times the mark stack overflowed and was recovered.
+    pub overflows: u64,
+}
+
+/// Where a marking pass records what it reached.
+pub(crate) trait MarkSet {
+    /// Record `base` as reached; true if it was not reached before.
+    fn try_mark(&mut self, base: usize) -> bool;
+    /// Whether `base` was reached.
+    fn is_marked(&self, base: usize) -> bool;
+}
+
+/// The heap's own side-table mark bits.
+pub(crate) struct HeapMarks;
+
+impl MarkSet for HeapMarks {
+    #[inline]
+    fn try_mark(&mut self, base: usize) -> bool {
+        heap::try_mark(base)
+    }
+    #[inline]
+    fn is_marked(&self, base: usize) -> bool {
+        heap::is_marked(base)
+    }
+}
+
+/// A marking pass: a mark stack, a mark set, and counters.
+pub(crate) struct Marker<'a, M: MarkSet> {
+    stack: &'a mut MarkStack,
+    marks: M,
+    lo: usize,
+    hi: usize,
+    /// What this pass did.
+    pub counts: MarkCounts,
+}
+
+impl<'a, M: MarkSet> Marker<'a, M> {
+    /// A marker recording into `marks`.
+    pub(crate) fn new(stack: &'a mut MarkStack, marks: M) -> Marker<'a, M> {
+        let (lo, hi) = heap::heap_bounds();
+        Marker {
+            stack,
+            marks,
+            lo,
+            hi,
+            counts: MarkCounts::default(),
+        }
+    }
+
+    /// The mark set (for the verifier's comparison).
+    pub(crate) fn marks(&self) -> &M {
+        &self.marks
+    }
+
+    /// Treat `word` as a possible pointer.
+    #[inline]
+    pub(crate) fn mark_word(&mut self, word: usize) {
+        if word.wrapping_sub(self.lo) >= self.hi.wrapping_sub(self.lo) {
+            return;
+        }
+        if let Some(obj) = heap::find_object(word) {
+            self.mark_object(obj);
+        }
+    }
+
+    /// Mark `obj` and queue it for scanning if it was unmarked.
+    #[inline]
+    pub(crate) fn mark_object(&mut self, obj: ObjectInfo) {
+        if self.marks.try_mark(obj.base) {
+            self.counts.objects += 1;
+            self.counts.bytes += obj.size as u64;
+            if obj.kind != ObjectKind::ManagedNoScan {
+                self.stack.push(Entry {
+                    base: obj.base,
+                    size: obj.size,
+                });
+            }
+        }
+    }
+
+    /// Scan every aligned word in `[lo, hi)`.
+    pub(crate) fn scan_range(&mut self, lo: usize, hi: usize) {
+        let mut p = (lo + 7) & !7;
+        let end = hi & !7;
+        self.counts.words += (end.saturating_sub(p) / 8) as u64;
+        while p < end {
+            // SAFETY: the caller passes readable memory (a live object, a
+            // stack, a data segment); an aligned atomic load of a word cannot
+            // tear and does not race in the memory model.
+            let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
+            self.mark_word(word);
+            p += 8;
+        }
+    }
+
+    /// Scan queued objects until none is left, recovering from overflow.
+    pub(crate) fn drain(&mut self) {
+        loop {
+            while let Some(e) = self.stack.pop() {
+                self.scan_range(e.base, e.base + e.size);
+            }
+            if !self.stack.overflowed {
+                return;
+            }
+            self.stack.overflowed = false;
+            self.counts.overflows += 1;
+            self.rescan_all_marked();
+        }
+    }
+
+    /// Overflow recovery: scan every marked scannable object again; what it
+    /// marks is drained right away so the stack stays short. A drop during
+    /// this pass sets the flag again and `drain` repeats.
+    fn rescan_all_marked(&mut self) {
+        heap::for_each_object(None, &mut |o| {
+            if o.kind == ObjectKind::ManagedNoScan || !self.marks.is_marked(o.base) {
+                return;
+            }
+            self.scan_range(o.base, o.base + o.size);
+            while let Some(e) = self.stack.pop() {
+                self.scan_range(e.base, e.base + e.size);
+            }
+        });
+    }
+}

@@ -1,0 +1,118 @@
+//! Root discovery: static data segments, user-registered ranges, and the
+//! scanning of threads (through `oohgc-barriers`).
+//!
+//! Static roots are the writable `PT_LOAD` segments of the executable and of
+//! every loaded library, found with `dl_iterate_phdr` and re-read at every
+//! cycle (libraries come and go), minus their `PT_GNU_RELRO` part (read-only
+//! after relocation). `dl_iterate_phdr` takes the loader's lock, so the list
+//! is made *before* the world is stopped: a stopped thread may hold that lock.
+//! All storage is raw mmap ([`RawVec`]); nothing here allocates from the heap.
+
+use crate::mark::{MarkSet, Marker};
+use oohgc_dirty::raw_vec::RawVec;
+use std::sync::Mutex;
+
+/// Address ranges `[start, end)` to scan.
+pub(crate) type Ranges = RawVec<(usize, usize)>;
+
+/// Ranges registered by the program with [`crate::add_roots`].
+static USER_ROOTS: Mutex<Ranges> = Mutex::new(RawVec::new());
+
+/// Register `[start, end)` as a root range: every word in it is scanned at
+/// every collection until [`remove_roots`] is called with the same start.
+/// Use it for memory the collector cannot see otherwise (an `mmap` of your
+/// own, a buffer of a C library) that holds `Gc` pointers.
+pub fn add_roots(start: *const u8, end: *const u8) {
+    let (s, e) = (start as usize, end as usize);
+    assert!(s <= e, "add_roots: start {s:#x} is above end {e:#x}");
+    USER_ROOTS.lock().unwrap_or_else(|p| p.into_inner()).push((s, e));
+}
+
+/// Remove a range registered with [`add_roots`] (by its start); returns
+/// whether one was found.
+pub fn remove_roots(start: *const u8) -> bool {
+    let mut roots = USER_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    match roots.iter().position(|&(s, _)| s == start as usize) {
+        Some(i) => {
+            roots.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Collect the writable, non-RELRO `PT_LOAD` ranges of every loaded object.
+pub(crate) fn static_segments(out: &mut Ranges) {
+    out.clear();
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: called by dl_iterate_phdr with a valid info; `data` is the
+        // `&mut Ranges` passed below.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut Ranges)) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let base = info.dlpi_addr as usize;
+        let relro = phdrs
+            .iter()
+            .find(|p| p.p_type == libc::PT_GNU_RELRO)
+            .map(|p| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize));
+        for p in phdrs {
+            if p.p_type != libc::PT_LOAD || p.p_flags & libc::PF_W == 0 {
+                continue;
+            }
+            let start = base + p.p_vaddr as usize;
+            let end = start + p.p_memsz as usize;
+            match relro {
+                Some((rs, re)) if rs < end && re > start => {
+                    if start < rs {
+                        out.push((start, rs));
+                    }
+                    if re < end {
+                        out.push((re, end));
+                    }
+                }
+                _ => out.push((start, end)),
+            }
+        }
+        0
+    }
+    // SAFETY: `each` only reads the headers and pushes to `out`.
+    unsafe { libc::dl_iterate_phdr(Some(each), out as *mut Ranges as *mut libc::c_void) };
+}
+
+/// Scan static segments, user roots and `extra` ranges.
+pub(crate) fn scan_global_roots<M: MarkSet>(marker: &mut Marker<'_, M>, statics: &Ranges) {
+    for &(s, e) in statics.iter() {
+        marker.scan_range(s, e);
+    }
+    let user = USER_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    for &(s, e) in user.iter() {
+        marker.scan_range(s, e);
+    }
+}
+
+/// Scan every `GcAllocator` block: they are roots until freed.
+pub(crate) fn mark_manual_objects<M: MarkSet>(marker: &mut Marker<'_, M>) {
+    oohgc_allocator::for_each_object(Some(oohgc_allocator::ObjectKind::Manual), &mut |o| {
+        marker.mark_object(o);
+    });
+}
+
+/// Scan every stopped thread's stack (registers included) and TLS.
+pub(crate) fn scan_threads<M: MarkSet>(marker: &mut Marker<'_, M>, world: &oohgc_barriers::StoppedWorld) {
+    world.for_each_thread(&mut |t| {
+        marker.scan_range(t.stack.0, t.stack.1);
+        for &(s, e) in t.tls {
+            marker.scan_range(s, e);
+        }
+    });
+    if crate::runtime::current_thread_is_mutator() {
+        oohgc_barriers::current_thread_roots(&mut |s, e| marker.scan_range(s, e));
+    }
+}

@@ -1,0 +1,313 @@
+//! Process-wide state and glue: lazy heap start-up (reading the
+//! environment), starting the collector (signals, dirty source, collector
+//! thread), the hooks the heap calls, thread registration, and a stderr
+//! writer that never allocates.
+//!
+//! Start-up happens in two steps. The *heap* starts inside the program's
+//! first allocation (usually before `main`), so it reads `OOHGC_*` with
+//! `getenv` and no allocation. The *collector* (stop-the-world signals, the
+//! dirty source, the collector thread) starts at the first collection or at
+//! [`crate::init`], from an ordinary context where allocation is allowed.
+
+use crate::config::Config;
+use crate::InitError;
+use oohgc_dirty::{DirtySource, PageRange};
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+const UNINIT: u8 = 0;
+const STARTING: u8 = 1;
+const READY: u8 = 2;
+
+static HEAP_STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static COLLECTOR_STARTED: Mutex<bool> = Mutex::new(false);
+static CONFIG: Mutex<Config> = Mutex::new(Config::new());
+static SOURCE: OnceLock<Box<dyn DirtySource>> = OnceLock::new();
+/// Set when the dirty source could not track some heap memory: cycles then
+/// run stop-the-world (never trusting an incomplete dirty set).
+static TRACKING_BROKEN: AtomicBool = AtomicBool::new(false);
+/// Ranges handed to the dirty source, so that nothing is tracked twice.
+static TRACKED: Mutex<oohgc_dirty::raw_vec::RawVec<(usize, usize)>> =
+    Mutex::new(oohgc_dirty::raw_vec::RawVec::new());
+/// Nesting depth of [`crate::disable`].
+pub(crate) static DISABLED: AtomicUsize = AtomicUsize::new(0);
+
+/// How the current thread takes part in collection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThreadRole {
+    Unknown,
+    Mutator,
+    /// Collector-internal: never stopped, never scanned, never registered.
+    Internal,
+}
+
+thread_local! {
+    static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Unknown) };
+}
+
+/// Make sure the heap is initialised; called on every allocation path.
+#[inline]
+pub(crate) fn ensure_heap() {
+    if HEAP_STATE.load(Ordering::Acquire) != READY {
+        init_heap();
+    }
+}
+
+#[cold]
+fn init_heap() {
+    match HEAP_STATE.compare_exchange(UNINIT, STARTING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        Err(_) => {
+            while HEAP_STATE.load(Ordering::Acquire) != READY {
+                std::hint::spin_loop();
+            }
+            return;
+        }
+    }
+    let cfg = match Config::from_env_raw() {
+        Ok(c) => c,
+        Err(e) => fatal_config(format_args!("{e}")),
+    };
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+    if !oohgc_allocator::is_initialized() {
+        let hc = oohgc_allocator::HeapConfig {
+            max_heap: cfg.max_heap,
+            ..oohgc_allocator::HeapConfig::default()
+        };
+        if let Err(e) = oohgc_allocator::init(hc) {
+            fatal_config(format_args!("OOHGC_MAX_HEAP: {e}"));
+        }
+    }
+    oohgc_allocator::set_hooks(oohgc_allocator::Hooks {
+        budget_exceeded: crate::collector::on_budget_exceeded,
+        out_of_memory: crate::collector::on_out_of_memory,
+    });
+    oohgc_allocator::set_chunk_hook(on_new_chunk);
+    oohgc_allocator::set_budget(cfg.initial_heap);
+    oohgc_barriers::set_thread_exit_hook(on_thread_exit);
+    HEAP_STATE.store(READY, Ordering::Release);
+}
+
+/// The current configuration.
+pub(crate) fn config() -> Config {
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `Config::apply`.
+pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
+    ensure_heap();
+    let started = *COLLECTOR_STARTED.lock().unwrap_or_else(|p| p.into_inner());
+    let old = config();
+    if started
+        && (cfg.dirty_source != old.dirty_source
+            || cfg.pml_engine != old.pml_engine
+            || cfg.suspend_signal != old.suspend_signal
+            || cfg.restart_signal != old.restart_signal)
+    {
+        return Err(InitError::AlreadyStarted);
+    }
+    if cfg.max_heap != old.max_heap {
+        return Err(InitError::Heap(
+            "the maximum heap can only be set with OOHGC_MAX_HEAP (the heap starts at the first allocation)".into(),
+        ));
+    }
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+    Ok(())
+}
+
+/// Start the collector if it has not started: install the stop-the-world
+/// signals, open the dirty source and track the heap with it, and start the
+/// collector thread. Errors are returned to [`crate::init`]; implicit starts
+/// turn them into a fatal message.
+pub(crate) fn start_collector() -> Result<(), InitError> {
+    ensure_heap();
+    let mut started = COLLECTOR_STARTED.lock().unwrap_or_else(|p| p.into_inner());
+    if *started {
+        return Ok(());
+    }
+    let cfg = config();
+    oohgc_barriers::init(oohgc_barriers::SignalConfig {
+        suspend: cfg.suspend_signal,
+        restart: cfg.restart_signal,
+    })
+    .map_err(|e| InitError::Signals(e.to_string()))?;
+    let source = open_dirty_source(&cfg)?;
+    {
+        let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
+        let src = SOURCE.get_or_init(|| source);
+        oohgc_allocator::for_each_chunk(&mut |s, l| track_locked(&mut tracked, &**src, s, l));
+    }
+    register_current_thread();
+    if SOURCE.get().map(|s| s.name()) != Some("none") {
+        crate::collector::spawn_collector_thread();
+    }
+    crate::fork::install_handlers();
+    *started = true;
+    Ok(())
+}
+
+/// Start the collector or die with a clear message (implicit start).
+pub(crate) fn start_collector_or_die() {
+    if let Err(e) = start_collector() {
+        fatal_config(format_args!("{e}"));
+    }
+}
+
+fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
+    let engine = oohgc_dirty::pml::Engine::from_name(cfg.pml_engine).unwrap_or_default();
+    let opts = oohgc_dirty::OpenOptions { pml_engine: engine };
+    match oohgc_dirty::open_with(cfg.dirty_source, &opts) {
+        Ok(s) => Ok(s),
+        Err(e) if cfg.dirty_source_explicit => Err(InitError::DirtySource(e.to_string())),
+        Err(e) => {
+            // Documented fallback for the default: the next available source
+            // in SOURCE_NAMES order, skipping `card` (it needs a barrier in
+            // every store of the program), ending at `none`.
+            for name in crate::config::DIRTY_SOURCES.iter().copied() {
+                if name == cfg.dirty_source || name == "card" {
+                    continue;
+                }
+                if let Ok(s) = oohgc_dirty::open_with(name, &opts) {
+                    eprint_line(format_args!(
+                        "oohgc: default dirty source `{}` is unavailable ({e}); falling back to `{name}`",
+                        cfg.dirty_source
+                    ));
+                    return Ok(s);
+                }
+            }
+            Err(InitError::DirtySource(e.to_string()))
+        }
+    }
+}
+
+/// The active dirty source, once the collector has started.
+pub(crate) fn dirty_source() -> Option<&'static dyn DirtySource> {
+    SOURCE.get().map(|b| &**b)
+}
+
+/// Whether cycles may trust the dirty source (it tracks the whole heap).
+pub(crate) fn tracking_ok() -> bool {
+    !TRACKING_BROKEN.load(Ordering::Acquire)
+}
+
+/// Heap hook: new memory was committed.
+fn on_new_chunk(start: usize, len: usize) {
+    let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(src) = SOURCE.get() {
+        track_locked(&mut tracked, &**src, start, len);
+    }
+}
+
+/// Track `[start, start+len)` minus what is already tracked.
+fn track_locked(
+    tracked: &mut oohgc_dirty::raw_vec::RawVec<(usize, usize)>,
+    src: &dyn DirtySource,
+    start: usize,
+    len: usize,
+) {
+    let end = start + len;
+    // The heap commits disjoint chunks; an overlap can only be the same
+    // chunk seen twice (the start-up race between this hook and the initial
+    // enumeration), so it is skipped.
+    if tracked.iter().any(|&(s, e)| s < end && e > start) {
+        return;
+    }
+    match PageRange::new(start, len).and_then(|r| src.track(r)) {
+        Ok(()) => tracked.push((start, end)),
+        Err(err) => {
+            if !TRACKING_BROKEN.swap(true, Ordering::AcqRel) {
+                eprint_line(format_args!(
+                    "oohgc: dirty source `{}` cannot track heap memory {start:#x}..{end:#x} ({err}); \
+                     collections run stop-the-world from now on",
+                    src.name()
+                ));
+            }
+        }
+    }
+}
+
+/// Register the calling thread as a mutator (idempotent, cheap).
+#[inline]
+pub(crate) fn register_current_thread() {
+    ROLE.with(|r| {
+        if r.get() == ThreadRole::Unknown {
+            r.set(ThreadRole::Mutator);
+            oohgc_barriers::register_current_thread();
+        }
+    });
+}
+
+/// Mark the calling thread as collector-internal.
+pub(crate) fn become_internal_thread() {
+    ROLE.with(|r| r.set(ThreadRole::Internal));
+    oohgc_barriers::exclude_current_thread();
+}
+
+/// Whether the caller is a registered mutator (its own stack is a root).
+pub(crate) fn current_thread_is_mutator() -> bool {
+    ROLE.with(|r| r.get() == ThreadRole::Mutator)
+}
+
+/// Whether the caller is a collector-internal thread.
+pub(crate) fn current_thread_is_internal() -> bool {
+    ROLE.with(|r| r.get() == ThreadRole::Internal)
+}
+
+fn on_thread_exit() {
+    oohgc_allocator::flush_current_thread_cache();
+}
+
+/// Reset process state in a fork child (only the forking thread exists).
+pub(crate) fn reset_after_fork() {
+    crate::collector::reset_after_fork();
+}
+
+/// Write one line to stderr without allocating (a fixed buffer; longer
+/// lines are cut).
+pub(crate) fn eprint_line(args: fmt::Arguments<'_>) {
+    struct Buf {
+        data: [u8; 1024],
+        len: usize,
+    }
+    impl fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.data.len() - 1 - self.len);
+            self.data[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut b = Buf {
+        data: [0; 1024],
+        len: 0,
+    };
+    let _ = b.write_fmt(args);
+    b.data[b.len] = b'\n';
+    b.len += 1;
+    // SAFETY: writing our own buffer to fd 2.
+    unsafe { libc::write(2, b.data.as_ptr().cast(), b.len) };
+}
+
+/// A configuration error found where no `Result` can be returned (inside
+/// the first allocation, or at an implicit start): say what is wrong and
+/// exit with status 2 (no unwinding or atexit work through a heap that is
+/// not ready).
+pub(crate) fn fatal_config(args: fmt::Arguments<'_>) -> ! {
+    eprint_line(format_args!("oohgc: configuration error: {args}"));
+    // SAFETY: _exit ends the process without running handlers.
+    unsafe { libc::_exit(2) }
+}
+
+/// An internal invariant broke (e.g. the kernel refused memory for the mark
+/// stack): say so and abort.
+pub(crate) fn fatal(args: fmt::Arguments<'_>) -> ! {
+    eprint_line(format_args!("oohgc: fatal: {args}"));
+    std::process::abort()
+}
+
+/// Live bytes after the last cycle (the budget's base between cycles).
+pub(crate) fn live_estimate() -> usize {
+    crate::stats::live_bytes()
+}

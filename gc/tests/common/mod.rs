@@ -1,0 +1,74 @@
+//! Helpers shared by the collector's integration tests: running a test in a
+//! child process (for per-process settings such as `OOHGC_MAX_HEAP`), heap
+//! churn that reuses freed memory, and a deterministic random generator.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Set in the environment of a child started by [`run_in_child`].
+pub const CHILD_VAR: &str = "OOHGC_TEST_CHILD";
+
+/// Whether this process is a child started by [`run_in_child`].
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_VAR).is_some()
+}
+
+/// Run test `name` of the current test binary alone in a child process with
+/// `env` added; returns its output (the caller asserts on it).
+pub fn run_in_child(name: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.env(CHILD_VAR, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn child test process")
+}
+
+/// Assert a child run succeeded, showing its output otherwise.
+pub fn assert_child_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Allocate and drop `mb` MiB of small collected objects with a recognisable
+/// pattern, so that memory freed by a wrong collection gets reused and
+/// overwritten.
+pub fn churn(mb: usize) {
+    let n = (mb << 20) / 64;
+    for i in 0..n {
+        let g = oohgc::Gc::new([0xDEAD_BEEF_u64 ^ i as u64; 6]);
+        std::hint::black_box(&g);
+    }
+}
+
+/// Collect `n` times with churn in between.
+pub fn collect_many(n: usize) {
+    for _ in 0..n {
+        churn(2);
+        oohgc::collect();
+    }
+}

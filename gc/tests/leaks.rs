@@ -1,0 +1,73 @@
+//! Leak reports (`OOHGC_FIND_LEAKS=1`): a `mem::forget`-ed `Box` and an `Rc`
+//! cycle are reported; a live `Box` is not; the report ends with a summary.
+
+mod common;
+
+use common::{is_child, run_in_child};
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::rc::Rc;
+
+#[global_allocator]
+static GC: oohgc::GcAllocator = oohgc::GcAllocator;
+
+struct Cyclic {
+    _marker: [u8; 4000],
+    other: RefCell<Option<Rc<Cyclic>>>,
+}
+
+#[inline(never)]
+fn leak_things() -> (usize, usize) {
+    let forgotten = Box::new([0x11u8; 3000]);
+    let forgotten_addr = &*forgotten as *const [u8; 3000] as usize;
+    std::mem::forget(forgotten);
+    let a = Rc::new(Cyclic { _marker: [1; 4000], other: RefCell::new(None) });
+    let b = Rc::new(Cyclic { _marker: [2; 4000], other: RefCell::new(Some(a.clone())) });
+    *a.other.borrow_mut() = Some(b.clone());
+    let cycle_addr = Rc::as_ptr(&a) as usize;
+    (forgotten_addr ^ KEY, cycle_addr ^ KEY)
+}
+
+/// Addresses are kept XOR-masked so no stray copy keeps the leak reachable.
+const KEY: usize = 0x5A5A_5A5A_5A5A_5A5A;
+
+#[inline(never)]
+fn print_addr(label: &str, masked: usize) {
+    println!("{label} {:#x}", masked ^ KEY);
+}
+
+#[inline(never)]
+fn clobber_stack() {
+    let mut buf = [0u64; 4096];
+    black_box(&mut buf);
+}
+
+#[test]
+fn leaks_are_reported_and_live_blocks_are_not() {
+    if !is_child() {
+        let out = run_in_child("leaks_are_reported_and_live_blocks_are_not", &[("OOHGC_FIND_LEAKS", "1")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{err}");
+        let line = |prefix: &str| stdout.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
+        let forgotten = line("FORGOTTEN ").expect("child printed the forgotten address");
+        let live = line("LIVE ").expect("child printed the live address");
+        assert!(err.contains(&format!("at {forgotten} ")), "the forgotten Box was not reported:\n{err}");
+        assert!(!err.contains(&format!("at {live} ")), "a live Box was reported as leaked:\n{err}");
+        assert!(err.contains("leak summary"), "no summary line:\n{err}");
+        // The Rc cycle: two blocks of a little over 4000 bytes each.
+        let big = err.lines().filter(|l| l.contains("oohgc: leak:") && l.contains(" 40")).count();
+        assert!(big >= 2, "the Rc cycle was not reported:\n{err}");
+        return;
+    }
+    let live = Box::new([0x22u8; 3000]);
+    let (forgotten, _cycle) = leak_things();
+    clobber_stack();
+    print_addr("FORGOTTEN", forgotten);
+    print_addr("LIVE", (&*live as *const [u8; 3000] as usize) ^ KEY);
+    clobber_stack();
+    for _ in 0..3 {
+        oohgc::collect();
+    }
+    assert_eq!(live[2999], 0x22);
+}

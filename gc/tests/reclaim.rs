@@ -1,0 +1,97 @@
+//! Unreachable objects are reclaimed: allocating and dropping ten times the
+//! heap limit keeps the heap bounded, and a heap that fills up with live data
+//! fails allocation cleanly instead of crashing.
+
+mod common;
+
+use common::{assert_child_ok, is_child, run_in_child};
+use oohgc::Gc;
+
+#[global_allocator]
+static GC: oohgc::GcAllocator = oohgc::GcAllocator;
+
+const LIMIT: usize = 64 << 20;
+
+#[test]
+fn ten_times_the_heap_limit_in_garbage() {
+    if !is_child() {
+        let out = run_in_child("ten_times_the_heap_limit_in_garbage", &[("OOHGC_MAX_HEAP", "64M")]);
+        assert_child_ok(&out);
+        return;
+    }
+    let mut kept = Vec::new();
+    let mut allocated = 0usize;
+    let mut i = 0u64;
+    while allocated < 10 * LIMIT {
+        // Small objects, a medium array and a large one in turn.
+        let small = Gc::new([i; 4]);
+        let medium = Gc::from_slice_noscan(&vec![i; 300]);
+        let large = Gc::from_slice_noscan(&vec![i as u8; 100_000]);
+        allocated += 32 + 2400 + 100_000;
+        if i % 1000 == 0 {
+            kept.push(small);
+        }
+        std::hint::black_box((medium, large));
+        i += 1;
+        let heap = oohgc::heap_size();
+        assert!(heap <= LIMIT, "heap grew to {heap} bytes past the {LIMIT}-byte limit");
+    }
+    for (k, g) in kept.iter().enumerate() {
+        assert_eq!(g[0], k as u64 * 1000);
+    }
+    let s = oohgc::stats();
+    assert!(s.cycles > 5, "only {} cycles for {} bytes allocated", s.cycles, allocated);
+    eprintln!("allocated {} MiB in a {} MiB heap with {} cycles", allocated >> 20, LIMIT >> 20, s.cycles);
+}
+
+#[test]
+fn live_data_past_the_limit_is_an_allocation_failure() {
+    if !is_child() {
+        let out = run_in_child(
+            "live_data_past_the_limit_is_an_allocation_failure",
+            &[("OOHGC_MAX_HEAP", "32M")],
+        );
+        // Rust's handle_alloc_error prints "memory allocation of N bytes
+        // failed" and aborts: a clean report, not a crash in the allocator.
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("memory allocation of"), "stderr: {err}");
+        assert!(!err.contains("Segmentation"), "stderr: {err}");
+        return;
+    }
+    let mut keep = Vec::new();
+    loop {
+        keep.push(Gc::from_slice_noscan(&[7u8; 4096]));
+    }
+}
+
+#[test]
+fn explicit_free_then_reuse_after_the_limit() {
+    if !is_child() {
+        let out = run_in_child("explicit_free_then_reuse_after_the_limit", &[("OOHGC_MAX_HEAP", "32M")]);
+        assert_child_ok(&out);
+        return;
+    }
+    use std::alloc::{alloc, dealloc, Layout};
+    let layout = Layout::from_size_align(1 << 20, 8).unwrap();
+    let mut blocks = Vec::new();
+    // SAFETY: plain global-allocator calls with a valid layout.
+    unsafe {
+        loop {
+            let p = alloc(layout);
+            if p.is_null() {
+                break;
+            }
+            blocks.push(p);
+        }
+        assert!(blocks.len() >= 16, "only {} MiB before failure", blocks.len());
+        let p = blocks.pop().unwrap();
+        dealloc(p, layout);
+        let q = alloc(layout);
+        assert!(!q.is_null(), "allocation after a free failed");
+        blocks.push(q);
+        for p in blocks {
+            dealloc(p, layout);
+        }
+    }
+}
