@@ -27,7 +27,7 @@
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
-use crate::stop_table::{find, ACK_WORD, EPOCH};
+use crate::stop_table::{find, ACKS_PENDING, ACK_WORD, EPOCH};
 use crate::sys;
 
 thread_local! {
@@ -81,8 +81,10 @@ fn suspend_until_restarted() {
     SUSPENSIONS.with(|c| c.set(c.get() + 1));
     // SeqCst: pairs with the restart's SeqCst epoch change and ack check.
     target.acked_epoch.store(epoch, Ordering::SeqCst);
-    ACK_WORD.fetch_add(1, Ordering::Release);
-    sys::futex_wake(&ACK_WORD, 1);
+    ACK_WORD.fetch_add(1, Ordering::SeqCst);
+    if ACKS_PENDING.fetch_sub(1, Ordering::SeqCst) <= 1 {
+        sys::futex_wake(&ACK_WORD, 1);
+    }
 
     // SAFETY: an all-zero sigset_t is valid storage for sigfillset.
     let mut wait_mask: libc::sigset_t = unsafe { core::mem::zeroed() };

@@ -39,7 +39,8 @@ use crate::memory_map::{self, MappingQuery, Range};
 use crate::registry::{self, MAX_TLS_RANGES};
 use crate::signals;
 use crate::stop_table::{
-    self, Status, Target, TargetState, ACK_WORD, EPOCH, MAX_STOPPED_THREADS, TARGET_COUNT,
+    self, Status, Target, TargetState, ACKS_PENDING, ACK_WORD, EPOCH, MAX_STOPPED_THREADS,
+    TARGET_COUNT,
 };
 use crate::sys;
 use crate::task_list;
@@ -105,6 +106,7 @@ pub fn stop_world() -> StoppedWorld {
     let me = sys::gettid();
     let table = stop_table::targets();
     TARGET_COUNT.store(0, Ordering::Release);
+    ACKS_PENDING.store(0, Ordering::SeqCst);
     // SeqCst: pairs with threads leaving a blocking region (Dekker).
     let epoch = EPOCH.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
     debug_assert!(epoch & 1 == 1);
@@ -217,12 +219,16 @@ fn list_and_signal(me: i32, table: &'static [Target], stats: &mut StopStats) -> 
             state.status = Status::Blocking;
         } else {
             state.first_signal_ns = sys::now_ns();
+            ACKS_PENDING.fetch_add(1, Ordering::SeqCst);
             state.status = match sys::tgkill(tid, suspend) {
                 Ok(()) => {
                     stats.signals_sent += 1;
                     Status::Signalled
                 }
-                Err(libc::ESRCH) => Status::Gone,
+                Err(libc::ESRCH) => {
+                    ACKS_PENDING.fetch_sub(1, Ordering::SeqCst);
+                    Status::Gone
+                }
                 // EAGAIN (signal queue full): the re-send will retry.
                 Err(_) => Status::Signalled,
             };
@@ -281,6 +287,10 @@ fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
                     Err(libc::ESRCH) => state.status = Status::Gone,
                     Err(_) => {}
                 }
+            }
+            if state.status != Status::Signalled {
+                // No acknowledgement expected from it any more.
+                ACKS_PENDING.fetch_sub(1, Ordering::SeqCst);
             }
         }
         interval = (interval * 2).min(MAX_RESEND_INTERVAL_NS);

@@ -23,6 +23,13 @@ pub(crate) static EPOCH: AtomicU32 = AtomicU32::new(0);
 /// Bumped by every acknowledging handler; the stopping thread futex-waits on it.
 pub(crate) static ACK_WORD: AtomicU32 = AtomicU32::new(0);
 
+/// Acknowledgements the stopper still expects. Each handler decrements it and
+/// only the one that brings it to zero (or below, after an unexpected
+/// acknowledgement) wakes the stopper: one cross-CPU wake-up per stop instead
+/// of one per thread. It is only a wake-up hint: the stopper always re-checks
+/// every target, and wakes by itself at the re-send deadline.
+pub(crate) static ACKS_PENDING: AtomicI32 = AtomicI32::new(0);
+
 /// Entries `[0, TARGET_COUNT)` of the table are this stop's targets.
 pub(crate) static TARGET_COUNT: AtomicUsize = AtomicUsize::new(0);
 
