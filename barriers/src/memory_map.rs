@@ -166,3 +166,39 @@ fn parse_range(field: &[u8]) -> Option<Range> {
         end: sys::parse_hex(&field[dash + 1..])?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_lies_in_the_reported_stack_and_its_mapping() {
+        let local = 5usize;
+        let address = &local as *const usize as usize;
+        let stack = current_stack_bounds();
+        assert!(stack.contains(address), "{stack:x?} misses {address:#x}");
+        let mut queries = [MappingQuery::new(address), MappingQuery::new(1)];
+        find_mappings(&mut queries);
+        let mapping = queries[0].found.expect("the stack is mapped");
+        assert!(mapping.contains(address));
+        assert_eq!(queries[1].found, None, "address 1 is never mapped");
+        std::hint::black_box(&local);
+    }
+
+    #[test]
+    fn tls_window_is_clipped_to_mapping_and_limits() {
+        let tp = 0x10_0000_0000;
+        let mapping = Range {
+            start: tp - 0x3000,
+            end: tp + 0x1000,
+        };
+        assert_eq!(tls_window(tp, mapping), mapping);
+        let huge = Range {
+            start: 0x1000,
+            end: usize::MAX,
+        };
+        let window = tls_window(tp, huge);
+        assert_eq!(window.start, tp - MAX_STATIC_TLS_BELOW_THREAD_POINTER);
+        assert_eq!(window.end, tp + MAX_TCB_ABOVE_THREAD_POINTER);
+    }
+}

@@ -170,9 +170,11 @@ fn register_slow(excluded: bool) {
         tls[0] = range;
         tls_len = 1;
     }
+    let tid = sys::gettid();
+    release_stale_slots(tid);
     let index = claim_slot();
     let slot = &slots()[index];
-    slot.tid.store(sys::gettid(), Ordering::Relaxed);
+    slot.tid.store(tid, Ordering::Relaxed);
     slot.excluded.store(u32::from(excluded), Ordering::Relaxed);
     slot.stack_limit.store(bounds.start, Ordering::Relaxed);
     slot.stack_base.store(bounds.end, Ordering::Relaxed);
@@ -189,6 +191,28 @@ fn register_slow(excluded: bool) {
     }
     SLOT_INDEX.with(|c| c.set(index + 1));
     arm_exit_hook(index);
+}
+
+/// Frees slots still registered under `tid`: a live thread id belongs to
+/// one thread, so such a slot was left by a dead thread whose exit hook could
+/// not unregister it (e.g. it re-registered during its last key-destructor
+/// round, or left with a raw `exit` syscall).
+fn release_stale_slots(tid: i32) {
+    let table = slots();
+    let high = HIGH_WATER.load(Ordering::Acquire).min(table.len());
+    for slot in &table[..high] {
+        if slot.tid.load(Ordering::Relaxed) == tid
+            && slot
+                .state
+                .compare_exchange(ACTIVE, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            if slot.excluded.load(Ordering::Relaxed) == 0 {
+                MUTATOR_COUNT.fetch_sub(1, Ordering::Relaxed);
+            }
+            slot.tid.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 fn claim_slot() -> usize {

@@ -276,3 +276,40 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Option<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_and_print() {
+        assert_eq!(parse_decimal(b"1234"), Some(1234));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"12a"), None);
+        assert_eq!(parse_hex(b"7fffAb00"), Some(0x7fff_ab00));
+        assert_eq!(parse_hex(b"xyz"), None);
+        let mut text = StackText::<32>::new();
+        text.push(b"tid ").push_int(-42).push(b" ").push_int(0);
+        assert_eq!(text.as_bytes(), b"tid -42 0");
+        let mut small = StackText::<4>::new();
+        small.push(b"abcdef");
+        assert_eq!(small.as_bytes(), b"abcd");
+    }
+
+    #[test]
+    fn stack_and_thread_pointers_are_the_real_ones() {
+        let local = 1u64;
+        let address = &local as *const u64 as usize;
+        let sp = stack_pointer();
+        assert!(
+            sp <= address && address - sp < 64 * 1024,
+            "sp {sp:#x}, local {address:#x}"
+        );
+        let mut fs_base: libc::c_ulong = 0;
+        // SAFETY: ARCH_GET_FS writes the fs base into the given location.
+        let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs_base) };
+        assert_eq!(rc, 0);
+        assert_eq!(thread_pointer(), fs_base as usize);
+        std::hint::black_box(&local);
+    }
+}
