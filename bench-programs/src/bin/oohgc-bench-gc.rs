@@ -1,0 +1,30 @@
+//! `oohgc-bench-gc`: the worker that runs a workload on oohgc, with
+//! `oohgc::GcAllocator` as the global allocator. The runner starts it with
+//! `OOHGC_DIRTY=<source>` in its environment; it prints one result line.
+
+use clap::Parser;
+use oohgc_bench::backends::oohgc::OohgcHeap;
+use oohgc_bench::worker::{finish, run_on_heap, WorkerArgs};
+
+#[global_allocator]
+static GC: oohgc::GcAllocator = oohgc::GcAllocator;
+
+/// Run one workload on oohgc and print its result line.
+#[derive(Parser, Debug)]
+#[command(name = "oohgc-bench-gc", version)]
+struct Args {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+fn main() {
+    let args = Args::parse();
+    if !args.worker.workload.uses_heap() {
+        finish(Err(format!(
+            "{} runs on dirty sources directly; run it through `oohgc-bench worker`",
+            args.worker.workload
+        )));
+    }
+    let mut heap = OohgcHeap::new();
+    finish(Ok(run_on_heap(&args.worker, &mut heap)))
+}

@@ -1,0 +1,53 @@
+//! The `--markdown` report: the tables, the legend, the counters of every
+//! configuration (PML events and modelled time beside measured time), and
+//! the reasons for configurations that did not run.
+
+use super::table::{array_writer_table, failures, heap_table, LEGEND};
+use crate::runner::Report;
+
+/// The Markdown text of `report`.
+pub fn render(report: &Report) -> String {
+    let mut out = format!(
+        "# oohgc-bench report\n\nSize {}, {} run(s) per configuration (medians), baseline `{}`.\n\n",
+        report.size, report.runs, report.baseline
+    );
+    let heap = heap_table(report);
+    if !heap.rows.is_empty() {
+        out += "## Collectors\n\n";
+        out += &heap.to_markdown();
+        out.push('\n');
+    }
+    let aw = array_writer_table(report);
+    if !aw.rows.is_empty() {
+        out += "## Dirty sources alone (array-writer)\n\n";
+        out += &aw.to_markdown();
+        out.push('\n');
+    }
+    out += "## Legend\n\n";
+    for line in LEGEND.lines() {
+        out += &format!("- {line}\n");
+    }
+    let with_counters: Vec<_> = report
+        .summaries
+        .iter()
+        .filter(|s| !s.counters.is_empty())
+        .collect();
+    if !with_counters.is_empty() {
+        out += "\n## Counters (medians; names ending `_modelled_ns` are modelled estimates)\n\n";
+        for s in with_counters {
+            out += &format!("### {} — {}\n\n", s.workload, s.config);
+            for (name, value) in &s.counters {
+                out += &format!("- `{name}`: {value:.0}\n");
+            }
+            out.push('\n');
+        }
+    }
+    let f = failures(report);
+    if !f.is_empty() {
+        out += "\n## Not run\n\n";
+        for line in f.lines() {
+            out += &format!("- {}\n", line.trim());
+        }
+    }
+    out
+}
