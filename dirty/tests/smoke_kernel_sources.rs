@@ -87,3 +87,30 @@ fn none_reports_everything() {
     assert_eq!(harvest_pages(&s).len(), 8);
     assert_eq!(s.counters().pages_reported, 16);
 }
+
+/// disarm / write / arm starts a fresh epoch under both pagemap-scan policies.
+#[test]
+fn pagemap_scan_disarm_policies_start_fresh_epochs() {
+    use oohgc_dirty::pagemap_scan::{DisarmPolicy, PagemapScanSource};
+    for policy in [DisarmPolicy::Unprotect, DisarmPolicy::KeepProtected] {
+        let s = PagemapScanSource::with_disarm_policy(policy).unwrap();
+        let m = Mapping::new(16);
+        for i in 0..16 {
+            m.write(i, 1);
+        }
+        s.track(m.range).unwrap();
+        s.arm().unwrap();
+        m.write(3, 2);
+        s.disarm().unwrap();
+        m.write(4, 2);
+        m.write(5, 2);
+        s.arm().unwrap();
+        assert!(
+            harvest_pages(&s).is_empty(),
+            "{policy:?}: arm cleans every page"
+        );
+        m.write(5, 3);
+        m.write(15, 3);
+        assert_eq!(harvest_pages(&s), addrs(&m, &[5, 15]), "{policy:?}");
+    }
+}
