@@ -75,6 +75,7 @@ impl PageBitmap {
     }
 
     /// The address of the first word, for lock-free readers (signal handlers).
+    #[cfg_attr(not(feature = "mprotect"), allow(dead_code))]
     pub(crate) fn words_ptr(&self) -> *const AtomicU64 {
         self.words
     }
@@ -86,6 +87,7 @@ impl PageBitmap {
     }
 
     /// Set bit `page`; true if it was clear before.
+    #[cfg_attr(not(feature = "uffd"), allow(dead_code))]
     pub(crate) fn set(&self, page: usize) -> bool {
         debug_assert!(page < self.pages);
         set_bit(self.words, page)
@@ -141,6 +143,7 @@ impl PageBitmap {
 
 /// Set bit `page` of the bitmap at `words`; true if it was clear before.
 /// Async-signal-safe (one atomic instruction).
+#[cfg_attr(not(feature = "mprotect"), allow(dead_code))]
 pub(crate) fn set_bit(words: *const AtomicU64, page: usize) -> bool {
     let bit = 1u64 << (page % 64);
     // SAFETY: callers pass a page index inside the bitmap's range, and the

@@ -208,7 +208,7 @@ impl DirtySource for CardSource {
 
     fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
         f("tracked_pages", self.lock().total_pages());
-        f("card_bytes", 1 << CARD_SHIFT);
+        f("card_size_bytes", 1 << CARD_SHIFT);
     }
 }
 

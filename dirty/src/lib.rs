@@ -15,6 +15,7 @@ pub mod contract;
 pub mod pml;
 pub mod raw_vec;
 
+#[cfg(any(feature = "uffd", feature = "mprotect"))]
 mod bitmap;
 mod counters;
 mod ranges;

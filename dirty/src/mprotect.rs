@@ -372,6 +372,16 @@ impl DirtySource for MprotectSource {
                 });
             }
         }
+        // Tracked memory must be mapped read-write memory; this also
+        // catches unmapped holes now rather than at arm.
+        if protect(range.start, range.len, true).is_err() {
+            return Err(DirtyError::BadRange {
+                start: range.start,
+                len: range.len,
+                what:
+                    "is not entirely mapped memory that can be made read-write (mprotect refused)",
+            });
+        }
         let slot = SLOTS
             .iter()
             .position(|s| {

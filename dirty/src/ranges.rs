@@ -66,11 +66,13 @@ impl<E: Copy> TrackedRanges<E> {
     }
 
     /// Remove and return any one entry (for teardown).
+    #[cfg_attr(not(any(feature = "uffd", feature = "mprotect")), allow(dead_code))]
     pub(crate) fn pop(&mut self) -> Option<(PageRange, E)> {
         self.entries.pop()
     }
 
     /// The entry containing `addr`, if any.
+    #[cfg_attr(not(feature = "uffd"), allow(dead_code))]
     pub(crate) fn find(&self, addr: usize) -> Option<&(PageRange, E)> {
         self.entries.iter().find(|(r, _)| r.contains(addr))
     }
@@ -81,6 +83,7 @@ impl<E: Copy> TrackedRanges<E> {
     }
 
     /// Every entry, mutably.
+    #[cfg_attr(not(feature = "soft-dirty"), allow(dead_code))]
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut (PageRange, E)> {
         self.entries.iter_mut()
     }

@@ -189,6 +189,7 @@ impl Uffd {
     }
 
     /// Wake threads blocked on faults in `range` without changing protection.
+    #[cfg_attr(not(feature = "uffd"), allow(dead_code))]
     pub(crate) fn wake(&self, range: PageRange) {
         let mut r = uapi::uffdio_range {
             start: range.start as u64,

@@ -119,7 +119,7 @@ fn bad_ranges_are_refused_with_reasons() {
 
 #[test]
 fn kernel_sources_refuse_unmapped_memory() {
-    for name in ["pagemap-scan", "uffd"] {
+    for name in ["pagemap-scan", "uffd", "mprotect"] {
         let s = oohgc_dirty::open(name).unwrap();
         let m = Mapping::new(4);
         let hole = m.range;
