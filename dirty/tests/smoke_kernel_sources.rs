@@ -114,3 +114,30 @@ fn pagemap_scan_disarm_policies_start_fresh_epochs() {
         assert_eq!(harvest_pages(&s), addrs(&m, &[5, 15]), "{policy:?}");
     }
 }
+
+/// Many scattered dirty runs make the mprotect harvest re-protect the
+/// whole range in one call; the result must be the same.
+#[test]
+fn mprotect_whole_range_reprotect_keeps_tracking_exact() {
+    let s = oohgc_dirty::mprotect::MprotectSource::open().unwrap();
+    let m = Mapping::new(400);
+    s.track(m.range).unwrap();
+    s.arm().unwrap();
+    let scattered: Vec<usize> = (0..400).step_by(4).collect();
+    for &i in &scattered {
+        m.write(i, 1);
+    }
+    assert_eq!(harvest_pages(&s), addrs(&m, &scattered));
+    let mut whole = 0;
+    s.for_each_counter(&mut |n, v| {
+        if n == "whole_range_reprotects" {
+            whole = v
+        }
+    });
+    assert_eq!(whole, 1, "100 runs in 400 pages is past the threshold");
+    assert!(harvest_pages(&s).is_empty());
+    for &i in &scattered[..3] {
+        m.write(i + 1, 2);
+    }
+    assert_eq!(harvest_pages(&s), addrs(&m, &[1, 5, 9]));
+}
