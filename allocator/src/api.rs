@@ -37,7 +37,10 @@ pub fn alloc(size: usize, align: usize, kind: ObjectKind) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_slow(size: usize, align: usize, kind: ObjectKind) -> *mut u8 {
-    if !(align.is_power_of_two() || align == 0) || align > MAX_ALIGN || size > isize::MAX as usize / 2 {
+    if !(align.is_power_of_two() || align == 0)
+        || align > MAX_ALIGN
+        || size > isize::MAX as usize / 2
+    {
         return null_mut();
     }
     if !ensure_initialized() {

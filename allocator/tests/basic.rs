@@ -22,10 +22,19 @@ fn is_zero(p: *const u8, len: usize) -> bool {
 
 #[test]
 fn every_small_size_is_aligned_zeroed_and_disjoint() {
-    for kind in [ObjectKind::Manual, ObjectKind::Managed, ObjectKind::ManagedNoScan] {
+    for kind in [
+        ObjectKind::Manual,
+        ObjectKind::Managed,
+        ObjectKind::ManagedNoScan,
+    ] {
         let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
         for size in 1..=65536usize {
-            if size > 4096 && size % 61 != 0 && size != 65536 && size != MAX_SMALL_SIZE && size != MAX_SMALL_SIZE + 1 {
+            if size > 4096
+                && size % 61 != 0
+                && size != 65536
+                && size != MAX_SMALL_SIZE
+                && size != MAX_SMALL_SIZE + 1
+            {
                 continue;
             }
             let p = alloc(size, 1, kind);
@@ -88,8 +97,14 @@ fn every_power_of_two_alignment() {
         }
         align *= 2;
     }
-    assert!(alloc(16, 3, ObjectKind::Manual).is_null(), "non power of two");
-    assert!(alloc(16, MAX_ALIGN * 2, ObjectKind::Manual).is_null(), "align too large");
+    assert!(
+        alloc(16, 3, ObjectKind::Manual).is_null(),
+        "non power of two"
+    );
+    assert!(
+        alloc(16, MAX_ALIGN * 2, ObjectKind::Manual).is_null(),
+        "align too large"
+    );
 }
 
 #[test]
@@ -129,8 +144,14 @@ fn realloc_keeps_contents_alignment_and_kind() {
             assert!(check(q, keep, 9), "realloc {len} -> {new} lost data");
             let u = unsafe { usable_size(q) };
             assert!(u >= new);
-            assert!(is_zero(unsafe { q.add(keep) }, u - keep), "realloc tail not zero");
-            assert_eq!(find_object(q as usize).unwrap().kind, ObjectKind::ManagedNoScan);
+            assert!(
+                is_zero(unsafe { q.add(keep) }, u - keep),
+                "realloc tail not zero"
+            );
+            assert_eq!(
+                find_object(q as usize).unwrap().kind,
+                ObjectKind::ManagedNoScan
+            );
             fill(q, new, 9);
             p = q;
             len = new;
@@ -147,19 +168,30 @@ fn realloc_keeps_contents_alignment_and_kind() {
 
 #[test]
 fn find_object_maps_every_byte() {
-    let sizes = [1usize, 16, 17, 48, 100, 256, 1000, 2048, 4000, 10_000, 32768, 50_000, 200_000];
+    let sizes = [
+        1usize, 16, 17, 48, 100, 256, 1000, 2048, 4000, 10_000, 32768, 50_000, 200_000,
+    ];
     for kind in [ObjectKind::Managed, ObjectKind::Manual] {
-        let objs: Vec<(*mut u8, usize)> =
-            sizes.iter().map(|&s| (alloc(s, 16, kind), s)).collect();
+        let objs: Vec<(*mut u8, usize)> = sizes.iter().map(|&s| (alloc(s, 16, kind), s)).collect();
         for &(p, _) in &objs {
             let u = unsafe { usable_size(p) };
             let base = p as usize;
             for off in 0..u {
                 let info = find_object(base + off).unwrap_or_else(|| panic!("offset {off} of {u}"));
-                assert_eq!(info, ObjectInfo { base, size: u, kind });
+                assert_eq!(
+                    info,
+                    ObjectInfo {
+                        base,
+                        size: u,
+                        kind
+                    }
+                );
             }
             let after = find_object(base + u);
-            assert!(after.is_none_or(|i| i.base == base + u), "one past the end maps to {after:?}");
+            assert!(
+                after.is_none_or(|i| i.base == base + u),
+                "one past the end maps to {after:?}"
+            );
             assert!(find_object(base.wrapping_sub(1)).is_none_or(|i| i.base != base));
         }
         for &(p, _) in &objs {
@@ -171,7 +203,11 @@ fn find_object_maps_every_byte() {
     assert!(lo < hi);
     assert_eq!(find_object(lo.wrapping_sub(8)), None);
     assert_eq!(find_object(hi), None);
-    assert_eq!(find_object(hi - 1), None, "top of the reservation is never committed here");
+    assert_eq!(
+        find_object(hi - 1),
+        None,
+        "top of the reservation is never committed here"
+    );
     assert_eq!(find_object(0), None);
     let stack_var = 5u64;
     assert_eq!(find_object(&stack_var as *const u64 as usize), None);
@@ -197,7 +233,9 @@ fn free_slots_in_a_span_are_not_objects() {
 
 #[test]
 fn for_each_object_in_sees_exactly_the_range() {
-    let objs: Vec<*mut u8> = (0..200).map(|_| alloc(96, 16, ObjectKind::ManagedNoScan)).collect();
+    let objs: Vec<*mut u8> = (0..200)
+        .map(|_| alloc(96, 16, ObjectKind::ManagedNoScan))
+        .collect();
     let big = alloc(100_000, 16, ObjectKind::ManagedNoScan);
     let lo = objs.iter().map(|&p| p as usize).min().unwrap();
     let hi = objs.iter().map(|&p| p as usize).max().unwrap() + 96;
@@ -263,18 +301,40 @@ fn marks_are_per_object() {
 fn init_after_first_allocation_is_refused() {
     let p = alloc(8, 8, ObjectKind::Manual);
     assert!(is_initialized());
-    assert_eq!(init(HeapConfig::default()), Err(HeapError::AlreadyInitialized));
+    assert_eq!(
+        init(HeapConfig::default()),
+        Err(HeapError::AlreadyInitialized)
+    );
     unsafe { free(p) };
 }
 
 #[test]
 fn config_errors_name_the_setting() {
-    let e = HeapConfig { max_heap: 1024, reserve: DEFAULT_RESERVE }.validate().unwrap_err();
+    let e = HeapConfig {
+        max_heap: 1024,
+        reserve: DEFAULT_RESERVE,
+    }
+    .validate()
+    .unwrap_err();
     assert_eq!(e, HeapError::MaxHeapTooSmall { max_heap: 1024 });
-    assert!(e.to_string().contains("max heap 1024 bytes is below the minimum 4 MiB"), "{e}");
-    let e = HeapConfig { max_heap: MIN_HEAP, reserve: MIN_HEAP + 1 }.validate().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("max heap 1024 bytes is below the minimum 4 MiB"),
+        "{e}"
+    );
+    let e = HeapConfig {
+        max_heap: MIN_HEAP,
+        reserve: MIN_HEAP + 1,
+    }
+    .validate()
+    .unwrap_err();
     assert!(e.to_string().contains("reserve"), "{e}");
-    let e = HeapConfig { max_heap: 1 << 30, reserve: 64 << 20 }.validate().unwrap_err();
+    let e = HeapConfig {
+        max_heap: 1 << 30,
+        reserve: 64 << 20,
+    }
+    .validate()
+    .unwrap_err();
     assert!(matches!(e, HeapError::MaxHeapAboveReserve { .. }), "{e}");
     assert!(HeapConfig::default().validate().is_ok());
 }

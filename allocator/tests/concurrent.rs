@@ -42,9 +42,19 @@ fn verify(o: Obj) {
     // SAFETY: o is live and o.len bytes long.
     unsafe {
         let tag = *(p as *const u64);
-        assert_eq!(*(p as *const u64).add(1), o.len as u64, "length word damaged at {:#x}", o.addr);
+        assert_eq!(
+            *(p as *const u64).add(1),
+            o.len as u64,
+            "length word damaged at {:#x}",
+            o.addr
+        );
         for i in 16..o.len {
-            assert_eq!(*p.add(i), (tag as u8).wrapping_add(i as u8), "byte {i} damaged at {:#x}", o.addr);
+            assert_eq!(
+                *p.add(i),
+                (tag as u8).wrapping_add(i as u8),
+                "byte {i} damaged at {:#x}",
+                o.addr
+            );
         }
     }
 }
@@ -60,7 +70,8 @@ struct Shared {
 
 #[test]
 fn mutators_and_concurrent_sweeps() {
-    let iterations: usize = std::env::var("OOHGC_ALLOC_STRESS").map_or(20_000, |v| v.parse().unwrap());
+    let iterations: usize =
+        std::env::var("OOHGC_ALLOC_STRESS").map_or(20_000, |v| v.parse().unwrap());
     set_checked_free(true);
     let sh = Shared {
         owned: (0..THREADS).map(|_| Mutex::new(Vec::new())).collect(),
@@ -106,20 +117,36 @@ fn mutators_and_concurrent_sweeps() {
                         let r = rng.next();
                         match r % 8 {
                             0..=3 => {
-                                let len = if r % 97 == 0 { 40_000 + (r >> 20) as usize % 60_000 } else { 16 + (r >> 8) as usize % 1500 };
-                                let kind = if r % 5 == 0 { ObjectKind::Manual } else { ObjectKind::Managed };
+                                let len = if r % 97 == 0 {
+                                    40_000 + (r >> 20) as usize % 60_000
+                                } else {
+                                    16 + (r >> 8) as usize % 1500
+                                };
+                                let kind = if r % 5 == 0 {
+                                    ObjectKind::Manual
+                                } else {
+                                    ObjectKind::Managed
+                                };
                                 let p = alloc(len, 16, kind);
                                 assert!(!p.is_null());
                                 // SAFETY: fresh object of len bytes.
                                 assert!(unsafe { (0..len).all(|i| *p.add(i) == 0) }, "not zeroed");
-                                assert!(sh.live.lock().unwrap().insert(p as usize), "{p:?} handed out twice");
+                                assert!(
+                                    sh.live.lock().unwrap().insert(p as usize),
+                                    "{p:?} handed out twice"
+                                );
                                 write_obj(p, len, ((t as u64) << 32) | i as u64);
-                                sh.owned[t].lock().unwrap().push(Obj { addr: p as usize, len });
+                                sh.owned[t].lock().unwrap().push(Obj {
+                                    addr: p as usize,
+                                    len,
+                                });
                             }
                             4 | 5 => {
                                 let o = {
                                     let mut own = sh.owned[t].lock().unwrap();
-                                    if own.is_empty() { continue }
+                                    if own.is_empty() {
+                                        continue;
+                                    }
                                     let k = (r >> 16) as usize % own.len();
                                     own.swap_remove(k)
                                 };
@@ -132,11 +159,15 @@ fn mutators_and_concurrent_sweeps() {
                                 // hand an object to another thread, which frees it (remote free)
                                 let o = sh.owned[t].lock().unwrap().pop();
                                 if let Some(o) = o {
-                                    sh.inbox[(t + 1 + (r >> 8) as usize % (THREADS - 1)) % THREADS].lock().unwrap().push(o);
+                                    sh.inbox[(t + 1 + (r >> 8) as usize % (THREADS - 1)) % THREADS]
+                                        .lock()
+                                        .unwrap()
+                                        .push(o);
                                 }
                             }
                             _ => {
-                                let batch: Vec<Obj> = std::mem::take(&mut *sh.inbox[t].lock().unwrap());
+                                let batch: Vec<Obj> =
+                                    std::mem::take(&mut *sh.inbox[t].lock().unwrap());
                                 for o in batch {
                                     verify(o);
                                     assert!(sh.live.lock().unwrap().remove(&o.addr));
@@ -145,7 +176,9 @@ fn mutators_and_concurrent_sweeps() {
                                 }
                                 // drop a Managed object without freeing it: garbage for the sweep
                                 let mut own = sh.owned[t].lock().unwrap();
-                                if let Some(k) = own.iter().position(|o| find_object(o.addr).unwrap().kind == ObjectKind::Managed) {
+                                if let Some(k) = own.iter().position(|o| {
+                                    find_object(o.addr).unwrap().kind == ObjectKind::Managed
+                                }) {
                                     let o = own.swap_remove(k);
                                     sh.live.lock().unwrap().remove(&o.addr);
                                 }
@@ -165,7 +198,10 @@ fn mutators_and_concurrent_sweeps() {
     });
     set_allocate_black(false);
     assert!(sweeps.load(Ordering::Relaxed) > 0);
-    assert!(swept_objects.load(Ordering::Relaxed) > 0, "the sweeps never reclaimed garbage");
+    assert!(
+        swept_objects.load(Ordering::Relaxed) > 0,
+        "the sweeps never reclaimed garbage"
+    );
     // Survivors are intact and are exactly what the object map reports as allocated.
     let mut survivors = 0;
     for list in sh.owned.iter().chain(&sh.inbox) {
@@ -184,7 +220,10 @@ fn mutators_and_concurrent_sweeps() {
     sweep();
     let mut counted = 0;
     for_each_object(None, &mut |_| counted += 1);
-    assert_eq!(counted, survivors, "allocated objects other than the live set remain");
+    assert_eq!(
+        counted, survivors,
+        "allocated objects other than the live set remain"
+    );
     for list in sh.owned.iter().chain(&sh.inbox) {
         for o in list.lock().unwrap().drain(..) {
             verify(o);

@@ -47,13 +47,18 @@ fn workload(seed: u64, steps: usize) -> (u64, usize, String) {
         let r = rng.next();
         match r % 6 {
             0 => {
-                map.entry(r % 512).or_default().extend((0..(r >> 40) % 50).map(|x| x as u32));
+                map.entry(r % 512)
+                    .or_default()
+                    .extend((0..(r >> 40) % 50).map(|x| x as u32));
             }
             1 => {
                 map.remove(&(r % 512));
             }
             2 => {
-                tree.insert(format!("k{}", r % 1000), Box::new([r, r >> 1, r >> 2, r >> 3]));
+                tree.insert(
+                    format!("k{}", r % 1000),
+                    Box::new([r, r >> 1, r >> 2, r >> 3]),
+                );
             }
             3 => {
                 let k = format!("k{}", r % 1000);
@@ -75,7 +80,9 @@ fn workload(seed: u64, steps: usize) -> (u64, usize, String) {
     }
     let mut sum = 0u64;
     for (k, v) in &map {
-        sum = sum.wrapping_add(k.wrapping_mul(v.iter().map(|&x| x as u64).sum::<u64>() + v.len() as u64));
+        sum = sum.wrapping_add(
+            k.wrapping_mul(v.iter().map(|&x| x as u64).sum::<u64>() + v.len() as u64),
+        );
     }
     for (k, v) in &tree {
         sum = sum.wrapping_add((k.len() as u64).wrapping_mul(v[0]) ^ v[3]);

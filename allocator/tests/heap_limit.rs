@@ -30,15 +30,33 @@ fn on_chunk(start: usize, len: usize) {
 #[test]
 fn small_heap_limit() {
     assert_eq!(
-        init(HeapConfig { max_heap: MIN_HEAP - 1, reserve: 1 << 30 }),
-        Err(HeapError::MaxHeapTooSmall { max_heap: MIN_HEAP - 1 })
+        init(HeapConfig {
+            max_heap: MIN_HEAP - 1,
+            reserve: 1 << 30
+        }),
+        Err(HeapError::MaxHeapTooSmall {
+            max_heap: MIN_HEAP - 1
+        })
     );
-    assert!(!is_initialized(), "a refused config must not start the heap");
+    assert!(
+        !is_initialized(),
+        "a refused config must not start the heap"
+    );
     set_chunk_hook(on_chunk);
-    set_hooks(Hooks { budget_exceeded: on_budget, out_of_memory: on_oom });
+    set_hooks(Hooks {
+        budget_exceeded: on_budget,
+        out_of_memory: on_oom,
+    });
     set_budget(1 << 20);
-    init(HeapConfig { max_heap: LIMIT, reserve: 1 << 30 }).unwrap();
-    assert_eq!(init(HeapConfig::default()), Err(HeapError::AlreadyInitialized));
+    init(HeapConfig {
+        max_heap: LIMIT,
+        reserve: 1 << 30,
+    })
+    .unwrap();
+    assert_eq!(
+        init(HeapConfig::default()),
+        Err(HeapError::AlreadyInitialized)
+    );
     assert_eq!(heap_bounds().1 - heap_bounds().0, 1 << 30);
 
     let mut objs = Vec::new();
@@ -47,27 +65,51 @@ fn small_heap_limit() {
         if p.is_null() {
             break;
         }
-        assert!(p as usize + 1000 <= CHUNK_END.load(Ordering::SeqCst), "object outside hooked chunks");
+        assert!(
+            p as usize + 1000 <= CHUNK_END.load(Ordering::SeqCst),
+            "object outside hooked chunks"
+        );
         objs.push(p);
         assert!(objs.len() < LIMIT / 1000, "allocated past the limit");
     }
-    assert!(objs.len() * 1024 > LIMIT / 2, "stopped early at {} objects", objs.len());
-    assert!(OOM_CALLS.load(Ordering::SeqCst) >= 1, "out-of-memory hook not called");
-    assert!(BUDGET_CALLS.load(Ordering::SeqCst) == 1, "budget hook must fire exactly once");
+    assert!(
+        objs.len() * 1024 > LIMIT / 2,
+        "stopped early at {} objects",
+        objs.len()
+    );
+    assert!(
+        OOM_CALLS.load(Ordering::SeqCst) >= 1,
+        "out-of-memory hook not called"
+    );
+    assert!(
+        BUDGET_CALLS.load(Ordering::SeqCst) == 1,
+        "budget hook must fire exactly once"
+    );
     assert!(allocated_since_reset() >= 1 << 20);
     let st = stats();
-    assert!(st.committed <= LIMIT && st.committed > LIMIT - (1 << 20), "{st:?}");
+    assert!(
+        st.committed <= LIMIT && st.committed > LIMIT - (1 << 20),
+        "{st:?}"
+    );
     assert!(CHUNK_BYTES.load(Ordering::SeqCst) <= LIMIT);
-    assert!(alloc(2 << 20, 16, ObjectKind::Manual).is_null(), "large object past the limit");
+    assert!(
+        alloc(2 << 20, 16, ObjectKind::Manual).is_null(),
+        "large object past the limit"
+    );
 
     // Nothing is marked: a sweep frees everything and allocation works again.
     clear_marks();
     let s = sweep();
     assert_eq!(s.objects_freed, objs.len());
     let p = alloc(2 << 20, 16, ObjectKind::Manual);
-    assert!(!p.is_null(), "allocation fails after the sweep freed memory");
+    assert!(
+        !p.is_null(),
+        "allocation fails after the sweep freed memory"
+    );
     unsafe { free(p) };
-    let again: Vec<*mut u8> = (0..1000).map(|_| alloc(1000, 16, ObjectKind::Managed)).collect();
+    let again: Vec<*mut u8> = (0..1000)
+        .map(|_| alloc(1000, 16, ObjectKind::Managed))
+        .collect();
     assert!(again.iter().all(|p| !p.is_null()));
 
     reset_allocation_counter();

@@ -99,10 +99,16 @@ fn unmarked_objects_are_reclaimed_marked_and_manual_survive() {
     let again: Vec<*mut u8> = (0..6000)
         .map(|i| alloc(1 + (i * 7) % 3000, 16, ObjectKind::Managed))
         .collect();
-    let reused = again.iter().filter(|p| freed_addrs.contains(&(**p as usize))).count();
+    let reused = again
+        .iter()
+        .filter(|p| freed_addrs.contains(&(**p as usize)))
+        .count();
     assert!(reused > 0, "no swept slot was reused");
     for p in again {
-        assert!(unsafe { (0..usable_size(p)).all(|i| *p.add(i) == 0) }, "reused slot not zeroed");
+        assert!(
+            unsafe { (0..usable_size(p)).all(|i| *p.add(i) == 0) },
+            "reused slot not zeroed"
+        );
         unsafe { free(p) };
     }
     for &(p, u, kind, keep, seed) in &objs {
@@ -140,8 +146,12 @@ fn dead_spans_return_to_the_pool_and_then_to_the_os() {
     sweep();
     sweep();
     // A transient burst: many spans of small objects and some large ones.
-    let small: Vec<*mut u8> = (0..40_000).map(|_| alloc(200, 16, ObjectKind::Managed)).collect();
-    let large: Vec<*mut u8> = (0..16).map(|_| alloc(1 << 20, 16, ObjectKind::ManagedNoScan)).collect();
+    let small: Vec<*mut u8> = (0..40_000)
+        .map(|_| alloc(200, 16, ObjectKind::Managed))
+        .collect();
+    let large: Vec<*mut u8> = (0..16)
+        .map(|_| alloc(1 << 20, 16, ObjectKind::ManagedNoScan))
+        .collect();
     for &p in small.iter().chain(&large) {
         // touch every page
         unsafe { std::ptr::write_bytes(p, 0xab, usable_size(p)) };
@@ -152,17 +162,27 @@ fn dead_spans_return_to_the_pool_and_then_to_the_os() {
     drop(small);
     let s1 = sweep();
     assert_eq!(s1.objects_freed, 40_016);
-    assert!(s1.blocks_emptied >= 16 + 40_000 * 208 / (64 << 10) - 2, "{s1:?}");
+    assert!(
+        s1.blocks_emptied >= 16 + 40_000 * 208 / (64 << 10) - 2,
+        "{s1:?}"
+    );
     assert_eq!(stats().in_use, 0);
     let s2 = sweep();
     let s3 = sweep();
     let returned = s1.bytes_returned_to_os + s2.bytes_returned_to_os + s3.bytes_returned_to_os;
-    assert!(returned >= 16 << 20, "only {returned} bytes returned: {s1:?} {s2:?} {s3:?}");
+    assert!(
+        returned >= 16 << 20,
+        "only {returned} bytes returned: {s1:?} {s2:?} {s3:?}"
+    );
     let st = stats();
     assert!(st.returned_to_os >= 16 << 20);
     assert!(st.committed <= peak.committed - (16 << 20));
     for &p in &large {
-        assert_eq!(resident_pages(p as usize, 1 << 20), 0, "returned pages still resident");
+        assert_eq!(
+            resident_pages(p as usize, 1 << 20),
+            0,
+            "returned pages still resident"
+        );
     }
     // The memory is usable again, zeroed.
     let p = alloc(1 << 20, 16, ObjectKind::Manual);
@@ -180,7 +200,9 @@ fn for_each_object_by_kind() {
     for_each_object(Some(ObjectKind::Manual), &mut |o| seen.push(o));
     assert!(seen.iter().all(|o| o.kind == ObjectKind::Manual));
     assert!(seen.iter().any(|o| o.base == b as usize));
-    assert!(!seen.iter().any(|o| o.base == a as usize || o.base == c as usize));
+    assert!(!seen
+        .iter()
+        .any(|o| o.base == a as usize || o.base == c as usize));
     let mut all = 0;
     for_each_object(None, &mut |o| {
         if [a, b, c].contains(&(o.base as *mut u8)) {

@@ -1,0 +1,136 @@
+//! alloc+free pairs for random sizes 16..=256 B with a ring of recent objects
+//! (each step frees the oldest object and allocates a new one): this heap vs
+//! glibc `malloc/free` with the same pattern, on 1 thread and on 2 threads.
+//! Criterion reports each; the ratios (heap / glibc, median of 9 interleaved
+//! rounds measured in this same run) are printed at the end.
+
+use criterion::{criterion_group, Criterion};
+use oohgc_allocator::{alloc, free, ObjectKind};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const RING: usize = 512;
+const SIZES: usize = 4096;
+
+fn sizes() -> Vec<usize> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..SIZES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            16 + (x % 241) as usize
+        })
+        .collect()
+}
+
+trait Allocator: Sync {
+    fn alloc(&self, size: usize) -> *mut u8;
+    fn free(&self, p: *mut u8);
+}
+
+struct Oohgc;
+impl Allocator for Oohgc {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        alloc(size, 8, ObjectKind::Manual)
+    }
+    #[inline(always)]
+    fn free(&self, p: *mut u8) {
+        // SAFETY: p came from alloc and is freed once.
+        unsafe { free(p) }
+    }
+}
+
+struct Glibc;
+impl Allocator for Glibc {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: plain malloc.
+        unsafe { libc::malloc(size) as *mut u8 }
+    }
+    #[inline(always)]
+    fn free(&self, p: *mut u8) {
+        // SAFETY: p came from malloc and is freed once.
+        unsafe { libc::free(p as *mut libc::c_void) }
+    }
+}
+
+/// Runs `pairs` free+alloc steps over a ring; returns the elapsed time.
+fn ring<A: Allocator>(a: &A, sizes: &[usize], pairs: u64) -> Duration {
+    let mut ring: Vec<*mut u8> = sizes[..RING].iter().map(|&s| a.alloc(s)).collect();
+    let start = Instant::now();
+    let mut i = 0usize;
+    for _ in 0..pairs {
+        let slot = i % RING;
+        a.free(ring[slot]);
+        let p = a.alloc(sizes[i % SIZES]);
+        // SAFETY: p has at least 16 bytes; a store keeps the allocation honest.
+        unsafe { *p = i as u8 };
+        ring[slot] = black_box(p);
+        i += 1;
+    }
+    let t = start.elapsed();
+    for p in ring {
+        a.free(p);
+    }
+    t
+}
+
+/// Two threads running `ring` at once; returns the slower thread's time.
+fn ring2<A: Allocator>(a: &A, sizes: &[usize], pairs: u64) -> Duration {
+    std::thread::scope(|s| {
+        let h: Vec<_> = (0..2).map(|_| s.spawn(|| ring(a, sizes, pairs))).collect();
+        h.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let sizes = sizes();
+    let mut g = c.benchmark_group("alloc_free_16_256B");
+    g.bench_function("oohgc", |b| b.iter_custom(|n| ring(&Oohgc, &sizes, n)));
+    g.bench_function("glibc", |b| b.iter_custom(|n| ring(&Glibc, &sizes, n)));
+    g.bench_function("oohgc_2_threads", |b| {
+        b.iter_custom(|n| ring2(&Oohgc, &sizes, n))
+    });
+    g.bench_function("glibc_2_threads", |b| {
+        b.iter_custom(|n| ring2(&Glibc, &sizes, n))
+    });
+    g.finish();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn print_ratios() {
+    let sizes = sizes();
+    let pairs = 2_000_000u64;
+    let ns = |d: Duration| d.as_nanos() as f64 / pairs as f64;
+    let (mut o1, mut g1, mut o2, mut g2) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..9 {
+        o1.push(ns(ring(&Oohgc, &sizes, pairs)));
+        g1.push(ns(ring(&Glibc, &sizes, pairs)));
+        o2.push(ns(ring2(&Oohgc, &sizes, pairs)));
+        g2.push(ns(ring2(&Glibc, &sizes, pairs)));
+    }
+    let (o1, g1, o2, g2) = (median(o1), median(g1), median(o2), median(g2));
+    println!("alloc+free pair, random 16-256 B, ring of {RING} (median of 9 rounds, same run):");
+    println!(
+        "  1 thread : oohgc {o1:.2} ns, glibc {g1:.2} ns, ratio oohgc/glibc = {:.2}",
+        o1 / g1
+    );
+    println!(
+        "  2 threads: oohgc {o2:.2} ns, glibc {g2:.2} ns, ratio oohgc/glibc = {:.2}",
+        o2 / g2
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}
