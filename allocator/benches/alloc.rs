@@ -60,15 +60,13 @@ impl Allocator for Glibc {
 fn ring<A: Allocator>(a: &A, sizes: &[usize], pairs: u64) -> Duration {
     let mut ring: Vec<*mut u8> = sizes[..RING].iter().map(|&s| a.alloc(s)).collect();
     let start = Instant::now();
-    let mut i = 0usize;
-    for _ in 0..pairs {
+    for i in 0..pairs as usize {
         let slot = i % RING;
         a.free(ring[slot]);
         let p = a.alloc(sizes[i % SIZES]);
         // SAFETY: p has at least 16 bytes; a store keeps the allocation honest.
         unsafe { *p = i as u8 };
         ring[slot] = black_box(p);
-        i += 1;
     }
     let t = start.elapsed();
     for p in ring {

@@ -107,7 +107,7 @@ fn mutators_and_concurrent_sweeps() {
             .map(|t| {
                 let sh = &sh;
                 s.spawn(move || {
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1000_0001);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1000_0001));
                     for i in 0..iterations {
                         if i % 4000 == 3999 {
                             // hand the cache back mid-run; the next alloc adopts one (maybe another thread's)
@@ -117,12 +117,12 @@ fn mutators_and_concurrent_sweeps() {
                         let r = rng.next();
                         match r % 8 {
                             0..=3 => {
-                                let len = if r % 97 == 0 {
+                                let len = if r.is_multiple_of(97) {
                                     40_000 + (r >> 20) as usize % 60_000
                                 } else {
                                     16 + (r >> 8) as usize % 1500
                                 };
-                                let kind = if r % 5 == 0 {
+                                let kind = if r.is_multiple_of(5) {
                                     ObjectKind::Manual
                                 } else {
                                     ObjectKind::Managed

@@ -59,7 +59,7 @@ fn unmarked_objects_are_reclaimed_marked_and_manual_survive() {
         assert!(!p.is_null());
         let u = unsafe { usable_size(p) };
         fill(p, u, i as u8);
-        let keep = rng.next() % 2 == 0;
+        let keep = rng.next().is_multiple_of(2);
         if keep && kind != ObjectKind::Manual {
             assert!(try_mark(p as usize));
         }
