@@ -211,7 +211,6 @@ const PAGES_PER_GIB: u64 = 262_144;
 /// return), from `cargo bench -p oohgc-dirty --bench pml` ("self-signal").
 const GUEST_INTERRUPT_NS: u64 = 1_000;
 
-const TABLE_IVA: &str = "OoH paper (SC'22) Table IVa";
 const HYPERCALL_SRC: &str = "OoH paper Table IVa: enable-logging hypercall 0.3 us (a VMCALL exit round trip)";
 const RING_COPY_SRC: &str = "OoH paper Table IVb: ring-buffer copy 0.671 ms per 1 GiB (262144 entries)";
 
@@ -232,7 +231,6 @@ pub fn unit_costs(mode: Mode) -> [UnitCost; EVENT_KINDS] {
             "OoH paper Table IVa: PML deactivation 2,755 us (EPML)",
         ),
     };
-    let _ = TABLE_IVA;
     let row = |event, figure_ns, per, source| UnitCost {
         event,
         figure_ns,

@@ -269,8 +269,22 @@ impl Machine {
             return;
         }
         let Some(r) = self.range_of(va) else { return };
+        let Some(i) = self.ranges[r].index_of(va) else { return };
+        self.observe_at(r, i, frame);
+    }
+
+    /// [`Machine::observe`] for page `i` of tracked range `r` (the caller
+    /// knows where the page is).
+    pub fn observe_at(&mut self, r: usize, i: usize, frame: u64) {
+        if !self.armed {
+            return;
+        }
         let tr = &mut self.ranges[r];
-        let Some(i) = tr.index_of(va) else { return };
+        let va = (tr.range.start + i * PAGE_SIZE) as u64;
+        if self.hv.stalled() || self.scheduled_out {
+            self.held.push((va, frame));
+            return;
+        }
         let entry = match self.mode {
             Mode::Epml => {
                 if tr.flags[i] != 0 {
@@ -395,11 +409,9 @@ impl Machine {
             match self.mode {
                 Mode::Epml => {
                     self.epml.flush(&mut self.hv.vcpu.vmcs, &mut self.counts);
-                    out.reserve(self.epml.log.len());
-                    for &va in self.epml.log.iter() {
-                        out.push(va);
-                    }
-                    self.epml.log.clear();
+                    // The log becomes the report; the old report's mapping
+                    // becomes the next epoch's log.
+                    std::mem::swap(&mut out, &mut self.epml.log);
                 }
                 Mode::Spml => {
                     self.drain_spml();
@@ -429,13 +441,21 @@ impl Machine {
         let mut kept = 0;
         let mut last = u64::MAX;
         let mut clears = 0;
+        let mut cur: Option<usize> = None;
         for k in 0..out.len() {
             let va = out[k] & !(PAGE_SIZE as u64 - 1);
             if va == last {
                 continue;
             }
             last = va;
-            let Some(r) = self.range_of(va) else { continue };
+            let r = match cur {
+                Some(r) if self.ranges[r].range.contains(va as usize) => r,
+                _ => match self.range_of(va) {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
+            cur = Some(r);
             let tr = &mut self.ranges[r];
             if let Some(i) = tr.index_of(va) {
                 if tr.flags[i] != 0 {
@@ -455,5 +475,80 @@ impl Machine {
     /// The pages the last [`Machine::collect`] found (sorted, unique).
     pub fn report(&self) -> &[u64] {
         self.report.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pml::sys;
+
+    /// An address range nothing is mapped at (the model never touches it:
+    /// transitions are scripted; pagemap reports its pages absent).
+    const FAKE_BASE: usize = 0x6000_0000_0000;
+
+    fn machine(mode: Mode, pages: usize) -> Machine {
+        let pagemap = sys::open_pagemap("test").unwrap();
+        let mut m = Machine::new(mode, PmlConfig::default(), pagemap, true).unwrap();
+        m.track(PageRange::new(FAKE_BASE, pages * PAGE_SIZE).unwrap()).unwrap();
+        m.arm();
+        m
+    }
+
+    fn script(m: &mut Machine) {
+        // 1100 new dirty pages, then 100 of them written again.
+        for i in (0..1100).chain(0..100) {
+            let frame = m.ranges[0].synthetic_frame(i);
+            m.observe_at(0, i, frame);
+        }
+    }
+
+    #[test]
+    fn epml_logs_once_per_page_and_flushes_the_partial_buffer() {
+        let mut m = machine(Mode::Epml, 2000);
+        script(&mut m);
+        assert_eq!(m.counts.get(Event::EntriesLogged), 1100, "rewrites log nothing");
+        assert_eq!(m.counts.get(Event::SelfIpis), 2, "one log-full per 512 entries");
+        assert_eq!(m.hv.vcpu.vmcs.entries_logged(), 1100 - 1024, "partly filled buffer");
+        m.collect().unwrap();
+        assert_eq!(m.report().len(), 1100);
+        assert_eq!(m.report()[0], FAKE_BASE as u64);
+        assert_eq!(m.counts.get(Event::GuestEntriesDrained), 1100, "the partial buffer was flushed");
+        assert_eq!(m.hv.vcpu.vmcs.pml_index, 511, "index reset after the flush");
+        // Flags were cleared: the next epoch logs the pages again.
+        script(&mut m);
+        assert_eq!(m.counts.get(Event::EntriesLogged), 2200);
+        assert_eq!(m.counts.get(Event::SelfIpis), 4);
+    }
+
+    #[test]
+    fn spml_copies_to_the_ring_and_reverse_maps_every_frame() {
+        let mut m = machine(Mode::Spml, 2000);
+        script(&mut m);
+        assert_eq!(m.counts.get(Event::EntriesLogged), 1100);
+        assert_eq!(m.counts.get(Event::LogFullExits), 2);
+        assert_eq!(m.counts.get(Event::RingEntriesCopied), 1024);
+        m.collect().unwrap();
+        let expected: Vec<u64> = (0..1100).map(|i| (FAKE_BASE + i * PAGE_SIZE) as u64).collect();
+        assert_eq!(m.report(), &expected[..]);
+        assert_eq!(m.counts.get(Event::RingEntriesCopied), 1100, "flush at harvest");
+        assert_eq!(m.counts.get(Event::ReverseMapLookups), 1100);
+        assert_eq!(m.spml.stats.fallbacks, 0);
+        assert_eq!(m.hv.ring_mut().used(), 0, "every entry recycled");
+    }
+
+    #[test]
+    fn schedule_out_flushes_and_holds_writes_until_schedule_in() {
+        let mut m = machine(Mode::Epml, 100);
+        m.observe_at(0, 1, 0);
+        m.schedule_out();
+        assert_eq!(m.counts.get(Event::GuestEntriesDrained), 1);
+        assert_eq!(m.counts.get(Event::ContextSwitches), 1);
+        m.observe_at(0, 2, 0);
+        assert_eq!(m.counts.get(Event::EntriesLogged), 1, "nothing runs while scheduled out");
+        m.schedule_in();
+        assert_eq!(m.counts.get(Event::EntriesLogged), 2);
+        m.collect().unwrap();
+        assert_eq!(m.report().len(), 2);
     }
 }

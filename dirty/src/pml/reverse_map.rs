@@ -3,7 +3,7 @@
 //! Shadow PML logs guest-*physical* addresses; the guest driver must map
 //! them back to the tracked process's virtual pages, which the OoH paper
 //! found to be SPML's dominant cost (up to 15.7 s per GiB through /proc).
-//! The model does the same work: [`FrameTable::rebuild_from_pagemap`] walks
+//! The model does the same work: the SPML driver (`spml.rs`) walks
 //! `/proc/self/pagemap` over every tracked range and builds a frame ->
 //! virtual-page hash table, and each logged frame is then looked up in it.
 //!

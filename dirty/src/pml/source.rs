@@ -34,7 +34,7 @@ struct State {
     machine: Machine,
     counters: Counters,
     regions: RawVec<uapi::page_region>,
-    runs: RawVec<(usize, usize)>,
+    runs: RawVec<(usize, usize, usize)>,
     frames: RawVec<u64>,
     engine_scans: u64,
     engine_faults: u64,
@@ -195,23 +195,29 @@ impl PmlSource {
             ..
         } = st;
         runs.clear();
-        for tr in machine.ranges.iter() {
+        for (r, tr) in machine.ranges.iter().enumerate() {
             *engine_scans += sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
-                runs.push((s, e))
+                runs.push((r, s, e))
             })?;
         }
         let spml = machine.mode == Mode::Spml;
-        for &(start, end) in runs.iter() {
+        for &(r, start, end) in runs.iter() {
+            let range_start = machine.ranges[r].range.start;
             let mut page = start;
             while page < end {
                 let n = ((end - page) / PAGE_SIZE).min(FRAME_CHUNK);
                 if spml {
                     sys::read_pagemap(machine.pagemap(), page, &mut frames[..n])?;
                 }
+                let first = (page - range_start) / PAGE_SIZE;
                 for k in 0..n {
-                    let va = (page + k * PAGE_SIZE) as u64;
-                    let frame = if spml { machine_frame(machine, va, frames[k]) } else { 0 };
-                    machine.observe(va, frame);
+                    let frame = if spml {
+                        let tr = &machine.ranges[r];
+                        frame_of(frames[k], machine.spml.pfns_visible, tr.synthetic_frame(first + k))
+                    } else {
+                        0
+                    };
+                    machine.observe_at(r, first + k, frame);
                 }
                 page += n * PAGE_SIZE;
             }
@@ -384,10 +390,9 @@ impl DirtySource for PmlSource {
         let State { machine, counters, .. } = &mut *st;
         machine.collect()?;
         let pages = machine.report();
-        // Coalesce into runs; under the sync engine re-protect each run
-        // before it is handed on.
+        // Under the sync engine re-protect each run before it is handed on.
         let mut k = 0;
-        while k < pages.len() {
+        while armed && self.inner.engine == Engine::Sync && k < pages.len() {
             let start = pages[k] as usize;
             let mut end = start + PAGE_SIZE;
             k += 1;
@@ -399,9 +404,7 @@ impl DirtySource for PmlSource {
                 start,
                 len: end - start,
             };
-            if armed && self.inner.engine == Engine::Sync {
-                self.inner.uffd.write_protect(run, true, false)?;
-            }
+            self.inner.uffd.write_protect(run, true, false)?;
         }
         counters.harvests += 1;
         counters.pages_reported += pages.len() as u64;
