@@ -20,7 +20,7 @@ use crate::os;
 use crate::page_pool;
 use crate::span::SpanMeta;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Side-table bytes (alloc bytes, mark bytes) per heap page.
 pub(crate) const SLOTS_PER_PAGE: usize = PAGE_SIZE / crate::config::GRANULE;
@@ -188,6 +188,21 @@ impl Layout {
     pub fn alloc_byte(&self, head: usize, slot: usize) -> &'static AtomicU8 {
         // SAFETY: slot < pages_of_span * 256, so the index stays inside the span's pages' rows.
         unsafe { &*self.alloc.add(head * SLOTS_PER_PAGE + slot) }
+    }
+
+    /// The allocation bytes `8*word .. 8*word+8` of span `head` as one word
+    /// (rows are 256-byte aligned, so the word is aligned and inside the row).
+    #[inline(always)]
+    pub fn alloc_word(&self, head: usize, word: usize) -> &'static AtomicU64 {
+        // SAFETY: 8 * word < pages_of_span * 256; the table is 8-byte aligned (page-aligned mapping).
+        unsafe { &*(self.alloc.add(head * SLOTS_PER_PAGE + 8 * word) as *const AtomicU64) }
+    }
+
+    /// The mark bytes `8*word .. 8*word+8` of span `head` as one word.
+    #[inline(always)]
+    pub fn mark_word(&self, head: usize, word: usize) -> &'static AtomicU64 {
+        // SAFETY: as for alloc_word.
+        unsafe { &*(self.mark.add(head * SLOTS_PER_PAGE + 8 * word) as *const AtomicU64) }
     }
 
     /// Mark byte `slot` of the span whose first page is `head`.

@@ -50,7 +50,7 @@ pub use object::{ObjectInfo, ObjectKind};
 pub use object_map::{find_object, for_each_object, for_each_object_in};
 pub use page_pool::{for_each_chunk, set_chunk_hook};
 pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};
-pub use stats::{stats, HeapStats};
+pub use stats::{committed_bytes, stats, HeapStats};
 pub use sweep::{sweep, SweepStats};
 pub use thread_cache::flush_current_thread_cache;
 pub use trigger::{allocated_since_reset, reset_allocation_counter, set_budget, set_hooks, Hooks};

@@ -45,8 +45,8 @@ pub fn clear_marks() {
     }
     let l = layout();
     for_each_span(0, usize::MAX, &mut |_, v, _| {
-        for slot in 0..v.slots {
-            l.mark_byte(v.head, slot).store(0, Ordering::Relaxed);
+        for w in 0..v.slots.div_ceil(8) {
+            l.mark_word(v.head, w).store(0, Ordering::Relaxed);
         }
     });
     core::sync::atomic::fence(Ordering::Release);

@@ -72,13 +72,17 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
     let l = layout();
     let mut allocated = 0;
     let mut dead = 0;
-    for slot in 0..v.slots {
-        // Allocation byte first (Acquire): a slot allocated black is seen marked.
-        if l.alloc_byte(v.head, slot).load(Ordering::Acquire) == 1 {
-            allocated += 1;
-            if v.kind.is_swept() && l.mark_byte(v.head, slot).load(Ordering::Relaxed) == 0 {
-                dead += 1;
-            }
+    for w in 0..v.slots.div_ceil(8) {
+        // Allocation bytes first (Acquire): a slot allocated black is seen marked.
+        let a = l.alloc_word(v.head, w).load(Ordering::Acquire);
+        if a == 0 {
+            continue;
+        }
+        let m = l.mark_word(v.head, w).load(Ordering::Relaxed);
+        allocated += a.count_ones() as usize;
+        if v.kind.is_swept() {
+            // bytes are 0 or 1: allocated and unmarked = a & !m
+            dead += (a & !m).count_ones() as usize;
         }
     }
     st.live_bytes += (allocated - dead) * v.obj_size;
@@ -96,17 +100,23 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
         st.blocks_emptied += 1;
         return;
     }
-    for slot in 0..v.slots {
-        let a = l.alloc_byte(v.head, slot);
-        if a.load(Ordering::Acquire) == 1
-            && l.mark_byte(v.head, slot).load(Ordering::Relaxed) == 0
-            && a.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            // SAFETY: we cleared the allocation byte of this slot of a small span.
-            unsafe { push_thread_free(span, v.slot_addr(slot) as *mut u8) };
-            st.objects_freed += 1;
-            st.bytes_freed += v.obj_size;
+    for w in 0..v.slots.div_ceil(8) {
+        let a = l.alloc_word(v.head, w).load(Ordering::Acquire);
+        if a & !l.mark_word(v.head, w).load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        for slot in 8 * w..(8 * w + 8).min(v.slots) {
+            let a = l.alloc_byte(v.head, slot);
+            if a.load(Ordering::Acquire) == 1
+                && l.mark_byte(v.head, slot).load(Ordering::Relaxed) == 0
+                && a.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // SAFETY: we cleared the allocation byte of this slot of a small span.
+                unsafe { push_thread_free(span, v.slot_addr(slot) as *mut u8) };
+                st.objects_freed += 1;
+                st.bytes_freed += v.obj_size;
+            }
         }
     }
 }
