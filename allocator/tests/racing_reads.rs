@@ -11,7 +11,7 @@ fn well_formed(addr: usize, o: ObjectInfo) {
         "{addr:#x} not in {o:?}"
     );
     assert_eq!(o.base % GRANULE, 0, "{o:?}");
-    assert!(o.size >= GRANULE && o.size % GRANULE == 0, "{o:?}");
+    assert!(o.size >= GRANULE && o.size.is_multiple_of(GRANULE), "{o:?}");
     if o.size > MAX_SMALL_SIZE {
         assert_eq!(o.base % PAGE_SIZE, 0, "{o:?}");
     }
@@ -37,7 +37,7 @@ fn readers_race_with_allocation() {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let size = if x % 50 == 0 {
+                    let size = if x.is_multiple_of(50) {
                         40_000 + (x >> 32) as usize % 100_000
                     } else {
                         1 + (x >> 16) as usize % 4000
