@@ -5,8 +5,9 @@
 //!   populated page.
 //! * `harvest/<source>/<p>%`: harvest + re-arm after `p`% of the pages
 //!   were written (spread evenly); the writes are not timed.
-//! * `cycle/<policy>`: `pagemap-scan` between two cycles (disarm, the
-//!   mutator writes 10% of the pages, arm) under both disarm policies.
+//! * `cycle/pagemap-scan/<policy>/<p>%`: `pagemap-scan` between two
+//!   cycles (disarm, the mutator writes `p`% of the pages, arm) under both
+//!   disarm policies.
 //!
 //! Besides criterion's own report, the bench prints a table of medians
 //! from the same run and the ratios against DESIGN.md's reference figures
@@ -198,41 +199,47 @@ pub fn bench_sources(c: &mut Criterion, names: &[&str]) {
     }
 }
 
+/// Pages written by the mutator between two cycles, in percent of the range.
+const BETWEEN_CYCLES_PERCENT: &[usize] = &[1, 10, 50];
+
 /// `pagemap-scan` between cycles under both disarm policies.
 fn bench_disarm_policies(c: &mut Criterion) {
     let mut group = c.benchmark_group("cycle");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(1));
-    for (row, policy) in [
-        ("pagemap-scan/unprotect", DisarmPolicy::Unprotect),
-        ("pagemap-scan/keep-protected", DisarmPolicy::KeepProtected),
+    for (policy_name, policy) in [
+        ("unprotect", DisarmPolicy::Unprotect),
+        ("keep-protected", DisarmPolicy::KeepProtected),
     ] {
         let Ok(source) = PagemapScanSource::with_disarm_policy(policy) else {
-            println!("skipping {row}: pagemap-scan unavailable");
+            println!("skipping pagemap-scan/{policy_name}: pagemap-scan unavailable");
             continue;
         };
         let region = Region::new();
         source.track(region.range).unwrap();
         source.arm().unwrap();
-        group.bench_function(row, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    drain(&source); // end of a cycle (untimed)
-                    let t = Instant::now();
-                    source.disarm().unwrap();
-                    for i in (0..PAGES).step_by(10) {
-                        write_page(region.page(i), false);
+        for &percent in BETWEEN_CYCLES_PERCENT {
+            let row = format!("pagemap-scan/{policy_name}/{percent}%");
+            group.bench_function(row.as_str(), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        drain(&source); // end of a cycle (untimed)
+                        let t = Instant::now();
+                        source.disarm().unwrap();
+                        for i in (0..PAGES).step_by(100 / percent) {
+                            write_page(region.page(i), false);
+                        }
+                        source.arm().unwrap();
+                        let elapsed = t.elapsed();
+                        total += elapsed;
+                        record("cycle", &row, elapsed.as_nanos() as f64);
                     }
-                    source.arm().unwrap();
-                    let elapsed = t.elapsed();
-                    total += elapsed;
-                    record("cycle", row, elapsed.as_nanos() as f64);
-                }
-                total
-            })
-        });
+                    total
+                })
+            });
+        }
         source.untrack(region.range).unwrap();
     }
     group.finish();
@@ -268,11 +275,16 @@ fn print_table(names: &[String]) {
             h(100)
         );
     }
-    for row in ["pagemap-scan/unprotect", "pagemap-scan/keep-protected"] {
-        if let Some(v) = median("cycle", row) {
+    for percent in BETWEEN_CYCLES_PERCENT {
+        let unprotect = median("cycle", &format!("pagemap-scan/unprotect/{percent}%"));
+        let keep = median("cycle", &format!("pagemap-scan/keep-protected/{percent}%"));
+        if let (Some(u), Some(k)) = (unprotect, keep) {
             println!(
-                "between cycles (disarm + 10% writes + arm), {row}: {:.2} us",
-                v / 1000.0
+                "between cycles (disarm + {percent}% of pages written + arm): unprotect {:.0} us, \
+                 keep-protected {:.0} us (keep / unprotect = {:.2})",
+                u / 1000.0,
+                k / 1000.0,
+                k / u
             );
         }
     }
