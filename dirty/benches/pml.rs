@@ -12,7 +12,8 @@
 //! `OOHGC_PML_BENCH_REPS` (repetitions, median reported, default 3),
 //! `OOHGC_PML_BENCH_SWEEP_MIB` (comma list, default 16,64,256,1024),
 //! `OOHGC_PML_BENCH_SYNC_WRITES` (first writes timed under the sync
-//! engine, default 4096: each one is a trap to a handler thread).
+//! engine, default 4096: each one is a trap to a handler thread),
+//! `OOHGC_PML_BENCH_SKIP_SYNC=1` (leave the sync engines out).
 
 use oohgc_dirty::pml::cost::{modelled_ns, EventCounts};
 use oohgc_dirty::pml::{Engine, Mode, PmlConfig, PmlSource};
@@ -50,7 +51,10 @@ impl Region {
         assert_ne!(p, libc::MAP_FAILED, "mmap of {len} bytes");
         // SAFETY: advice on our own mapping: 4 KiB pages, like the model.
         unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        let r = Region { base: p as usize, pages };
+        let r = Region {
+            base: p as usize,
+            pages,
+        };
         r.write_every(1);
         r
     }
@@ -101,8 +105,12 @@ enum Opened {
 impl Opened {
     fn open(s: Subject) -> Opened {
         match s {
-            Subject::PagemapScan => Opened::Kernel(oohgc_dirty::open("pagemap-scan").expect("pagemap-scan")),
-            Subject::Pml(m, e) => Opened::Pml(PmlSource::open(m, e, PmlConfig::default()).expect("pml source")),
+            Subject::PagemapScan => {
+                Opened::Kernel(oohgc_dirty::open("pagemap-scan").expect("pagemap-scan"))
+            }
+            Subject::Pml(m, e) => {
+                Opened::Pml(PmlSource::open(m, e, PmlConfig::default()).expect("pml source"))
+            }
         }
     }
     fn src(&self) -> &dyn DirtySource {
@@ -137,7 +145,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// (measured ns, modelled ns) per first write, medians over `reps`.
-fn first_write(subject: Subject, region: &Region, reps: usize, sync_writes: usize) -> (f64, Option<f64>) {
+fn first_write(
+    subject: Subject,
+    region: &Region,
+    reps: usize,
+    sync_writes: usize,
+) -> (f64, Option<f64>) {
     let mut measured = Vec::new();
     let mut modelled = Vec::new();
     for _ in 0..reps {
@@ -166,12 +179,21 @@ fn first_write(subject: Subject, region: &Region, reps: usize, sync_writes: usiz
         }
         src.untrack(region.range()).unwrap();
     }
-    let modelled = if modelled.is_empty() { None } else { Some(median(modelled)) };
+    let modelled = if modelled.is_empty() {
+        None
+    } else {
+        Some(median(modelled))
+    };
     (median(measured), modelled)
 }
 
 /// (measured harvest ns, modelled ns for the epoch) with `percent` written.
-fn harvest_cost(subject: Subject, region: &Region, percent: usize, reps: usize) -> (f64, Option<f64>) {
+fn harvest_cost(
+    subject: Subject,
+    region: &Region,
+    percent: usize,
+    reps: usize,
+) -> (f64, Option<f64>) {
     let o = Opened::open(subject);
     let src = o.src();
     src.track(region.range()).unwrap();
@@ -181,23 +203,31 @@ fn harvest_cost(subject: Subject, region: &Region, percent: usize, reps: usize) 
     let mut modelled = Vec::new();
     for _ in 0..reps {
         let before = o.counts();
-        let written = if percent == 0 {
-            0
-        } else {
-            let step = 100 / percent;
-            region.write_every(step);
-            region.pages.div_ceil(step)
+        let written = match 100usize.checked_div(percent) {
+            None => 0,
+            Some(step) => {
+                region.write_every(step);
+                region.pages.div_ceil(step)
+            }
         };
         let t0 = Instant::now();
         let n = harvest_all(src);
         measured.push(t0.elapsed().as_nanos() as f64);
-        assert!(n >= written, "{}: harvest reported {n} of {written} written pages", subject.label());
+        assert!(
+            n >= written,
+            "{}: harvest reported {n} of {written} written pages",
+            subject.label()
+        );
         if let Some(m) = o.modelled(&o.counts().since(&before)) {
             modelled.push(m as f64);
         }
     }
     src.untrack(region.range()).unwrap();
-    let modelled = if modelled.is_empty() { None } else { Some(median(modelled)) };
+    let modelled = if modelled.is_empty() {
+        None
+    } else {
+        Some(median(modelled))
+    };
     (median(measured), modelled)
 }
 
@@ -248,15 +278,22 @@ fn main() {
     let sweep: Vec<usize> = std::env::var("OOHGC_PML_BENCH_SWEEP_MIB")
         .unwrap_or_else(|_| "16,64,256,1024".into())
         .split(',')
-        .map(|s| s.trim().parse().expect("OOHGC_PML_BENCH_SWEEP_MIB: comma-separated MiB sizes"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("OOHGC_PML_BENCH_SWEEP_MIB: comma-separated MiB sizes")
+        })
         .collect();
-    let subjects = [
+    let mut subjects = vec![
         Subject::PagemapScan,
         Subject::Pml(Mode::Epml, Engine::Async),
         Subject::Pml(Mode::Spml, Engine::Async),
         Subject::Pml(Mode::Epml, Engine::Sync),
         Subject::Pml(Mode::Spml, Engine::Sync),
     ];
+    if env_usize("OOHGC_PML_BENCH_SKIP_SYNC", 0) != 0 {
+        subjects.retain(|s| !matches!(s, Subject::Pml(_, Engine::Sync)));
+    }
     println!("PML model benchmark: {mib} MiB range, median of {reps}; MEASURED = wall time of the software model on this machine,");
     println!("MODELLED = estimated hardware time from the unit-cost table (oohgc_dirty::pml::cost), never a measurement.\n");
 
@@ -264,13 +301,22 @@ fn main() {
     let t0 = Instant::now();
     region.write_every(1);
     let plain = t0.elapsed().as_nanos() as f64 / region.pages as f64;
-    println!("plain write to a resident page (untracked): {}", show(plain));
-    println!("self-signal round trip (guest-interrupt unit cost): {}\n", show(self_signal_ns()));
+    println!(
+        "plain write to a resident page (untracked): {}",
+        show(plain)
+    );
+    println!(
+        "self-signal round trip (guest-interrupt unit cost): {}\n",
+        show(self_signal_ns())
+    );
 
     println!("first write to a clean page (sync engines: first {sync_writes} pages)");
-    println!("{:<16} {:>14} {:>22}", "source", "measured", "modelled (hardware)");
+    println!(
+        "{:<16} {:>14} {:>22}",
+        "source", "measured", "modelled (hardware)"
+    );
     let mut first = Vec::new();
-    for s in subjects {
+    for &s in &subjects {
         let (m, model) = first_write(s, &region, reps, sync_writes);
         println!("{:<16} {:>14} {:>22}", s.label(), show(m), show_opt(model));
         first.push((s, m));
@@ -280,11 +326,15 @@ fn main() {
     println!("\nharvest (scan + re-arm + report) with x% of pages written");
     print!("{:<16}", "source");
     for p in percents {
-        print!(" {:>11} {:>11}", format!("{p}% meas"), format!("{p}% model"));
+        print!(
+            " {:>11} {:>11}",
+            format!("{p}% meas"),
+            format!("{p}% model")
+        );
     }
     println!();
     let mut harvest = Vec::new();
-    for s in subjects {
+    for &s in &subjects {
         print!("{:<16}", s.label());
         let mut row = Vec::new();
         for p in percents {
@@ -298,14 +348,26 @@ fn main() {
     let base = &harvest[0].1;
     println!("\nratios against pagemap-scan (measured, same run):");
     for (s, row) in &harvest[1..] {
-        let r: Vec<String> = row.iter().zip(base).map(|(a, b)| format!("{:.2}x", a / b)).collect();
-        println!("  {:<16} harvest at 0/1/10/100%: {}", s.label(), r.join(" / "));
+        let r: Vec<String> = row
+            .iter()
+            .zip(base)
+            .map(|(a, b)| format!("{:.2}x", a / b))
+            .collect();
+        println!(
+            "  {:<16} harvest at 0/1/10/100%: {}",
+            s.label(),
+            r.join(" / ")
+        );
     }
     for (s, m) in &first[1..] {
         println!("  {:<16} first write: {:.2}x", s.label(), m / first[0].1);
     }
     let epml = &harvest[1].1;
-    let worst = epml.iter().zip(base).map(|(a, b)| a / b).fold(0.0, f64::max);
+    let worst = epml
+        .iter()
+        .zip(base)
+        .map(|(a, b)| a / b)
+        .fold(0.0, f64::max);
     println!(
         "  epml(async)/pagemap-scan worst harvest ratio {worst:.2}x (target <= 1.2x): {}",
         if worst <= 1.2 { "met" } else { "NOT met" }

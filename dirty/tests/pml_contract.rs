@@ -66,27 +66,57 @@ fn scripted_writes_are_reported_exactly() {
         let range = PageRange::new(base, 64 * PAGE_SIZE).unwrap();
         src.track(range).unwrap();
         // A newly tracked range counts as dirty until reported.
-        assert_eq!(harvest_pages(&*src, base).len(), 64, "{name}/{engine:?}: fresh range");
+        assert_eq!(
+            harvest_pages(&*src, base).len(),
+            64,
+            "{name}/{engine:?}: fresh range"
+        );
         src.arm().unwrap();
-        assert!(harvest_pages(&*src, base).is_empty(), "{name}/{engine:?}: nothing written");
+        assert!(
+            harvest_pages(&*src, base).is_empty(),
+            "{name}/{engine:?}: nothing written"
+        );
         for p in [3, 7, 8, 63] {
             write_page(base, p, 9);
         }
         write_page(base, 7, 10);
-        assert_eq!(harvest_pages(&*src, base), vec![3, 7, 8, 63], "{name}/{engine:?}");
-        assert!(harvest_pages(&*src, base).is_empty(), "{name}/{engine:?}: re-armed");
+        assert_eq!(
+            harvest_pages(&*src, base),
+            vec![3, 7, 8, 63],
+            "{name}/{engine:?}"
+        );
+        assert!(
+            harvest_pages(&*src, base).is_empty(),
+            "{name}/{engine:?}: re-armed"
+        );
         write_page(base, 8, 1);
-        assert_eq!(harvest_pages(&*src, base), vec![8], "{name}/{engine:?}: second epoch");
+        assert_eq!(
+            harvest_pages(&*src, base),
+            vec![8],
+            "{name}/{engine:?}: second epoch"
+        );
         // Disarmed: writes are not watched, so a harvest reports everything.
         src.disarm().unwrap();
         write_page(base, 9, 1);
-        assert_eq!(harvest_pages(&*src, base).len(), 64, "{name}/{engine:?}: disarmed");
+        assert_eq!(
+            harvest_pages(&*src, base).len(),
+            64,
+            "{name}/{engine:?}: disarmed"
+        );
         src.arm().unwrap();
         write_page(base, 10, 1);
-        assert_eq!(harvest_pages(&*src, base), vec![10], "{name}/{engine:?}: re-armed");
+        assert_eq!(
+            harvest_pages(&*src, base),
+            vec![10],
+            "{name}/{engine:?}: re-armed"
+        );
         let c = src.counters();
         assert_eq!(c.harvests, 7);
-        assert!(c.write_traps >= 6, "{name}/{engine:?}: entries logged {}", c.write_traps);
+        assert!(
+            c.write_traps >= 6,
+            "{name}/{engine:?}: entries logged {}",
+            c.write_traps
+        );
         src.untrack(range).unwrap();
         assert!(src.untrack(range).is_err(), "untracking twice is refused");
         // SAFETY: unmapping our own mapping after untrack.
@@ -119,7 +149,8 @@ fn randomized(name: &'static str, engine: Engine, seed: u64) {
     const HARVESTS: usize = 150;
     let src: Arc<dyn DirtySource> = Arc::from(open_source(name, engine).unwrap());
     let base = map_pages(PAGES);
-    src.track(PageRange::new(base, PAGES * PAGE_SIZE).unwrap()).unwrap();
+    src.track(PageRange::new(base, PAGES * PAGE_SIZE).unwrap())
+        .unwrap();
     src.arm().unwrap();
     let started = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -130,14 +161,14 @@ fn randomized(name: &'static str, engine: Engine, seed: u64) {
             let done = Arc::clone(&done);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let mut rng = XorShift(seed ^ (w as u64 + 1) * 0x9E37_79B9);
+                let mut rng = XorShift(seed ^ ((w as u64 + 1) * 0x9E37_79B9));
                 let mut log = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let page = (rng.next() % PAGES as u64) as usize;
                     let d = done.load(Ordering::SeqCst);
                     write_page(base, page, rng.next() as u8);
                     log.push((page, d, started.load(Ordering::SeqCst)));
-                    if rng.next() % 8 == 0 {
+                    if rng.next().is_multiple_of(8) {
                         std::thread::sleep(Duration::from_micros(rng.next() % 300));
                     }
                 }
@@ -167,14 +198,20 @@ fn randomized(name: &'static str, engine: Engine, seed: u64) {
             }
         }
     }
-    assert!(checked > 100, "{name}/{engine:?}: only {checked} writes checked");
+    assert!(
+        checked > 100,
+        "{name}/{engine:?}: only {checked} writes checked"
+    );
     let mut pml_entries = 0;
     src.for_each_counter(&mut |n, v| {
         if n == "pml_entries_logged" {
             pml_entries = v;
         }
     });
-    assert!(pml_entries > 0, "{name}/{engine:?}: the model logged nothing");
+    assert!(
+        pml_entries > 0,
+        "{name}/{engine:?}: the model logged nothing"
+    );
 }
 
 #[test]
@@ -203,7 +240,8 @@ fn unknown_names_and_bad_ranges_are_refused() {
     assert!(e.to_string().contains("epml"), "{e}");
     let src = open_source("epml", Engine::Async).unwrap();
     let base = map_pages(8);
-    src.track(PageRange::new(base, 8 * PAGE_SIZE).unwrap()).unwrap();
+    src.track(PageRange::new(base, 8 * PAGE_SIZE).unwrap())
+        .unwrap();
     let overlap = PageRange::new(base + PAGE_SIZE, PAGE_SIZE).unwrap();
     assert!(src.track(overlap).is_err());
     assert!(src.untrack(overlap).is_err());

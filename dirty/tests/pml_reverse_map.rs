@@ -10,7 +10,8 @@ const PAGES: usize = 64;
 
 fn map_at(hint: usize) -> usize {
     let len = PAGES * PAGE_SIZE;
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if hint != 0 { libc::MAP_FIXED } else { 0 };
+    let flags =
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if hint != 0 { libc::MAP_FIXED } else { 0 };
     // SAFETY: a fresh anonymous mapping (MAP_FIXED only over the test's own
     // earlier mapping).
     let p = unsafe {
@@ -40,7 +41,13 @@ fn write(base: usize, page: usize) {
 
 fn dontneed(base: usize, page: usize) {
     // SAFETY: discards one page of the test's own mapping.
-    let r = unsafe { libc::madvise((base + page * PAGE_SIZE) as *mut _, PAGE_SIZE, libc::MADV_DONTNEED) };
+    let r = unsafe {
+        libc::madvise(
+            (base + page * PAGE_SIZE) as *mut _,
+            PAGE_SIZE,
+            libc::MADV_DONTNEED,
+        )
+    };
     assert_eq!(r, 0);
 }
 
@@ -98,24 +105,37 @@ fn frames_map_back_to_written_pages() {
         let fallbacks_before = counter(&src, "pml_spml_fallbacks");
         let got = harvest(&src, base);
         for p in [10, 11, 12] {
-            assert!(got.contains(&p), "{engine:?}: page {p} missing from {got:?}");
+            assert!(
+                got.contains(&p),
+                "{engine:?}: page {p} missing from {got:?}"
+            );
         }
         // Page 12 was never written by the program but its frame changed.
         // A logged frame that was freed before the harvest resolves to no
         // page: then (and only then) every tracked page is reported.
         let fell_back = counter(&src, "pml_spml_fallbacks") > fallbacks_before;
         if fell_back {
-            assert_eq!(got.len(), PAGES, "{engine:?}: a fallback reports every page");
+            assert_eq!(
+                got.len(),
+                PAGES,
+                "{engine:?}: a fallback reports every page"
+            );
             assert!(counter(&src, "pml_spml_unresolved_frames") > 0);
         } else {
-            assert!(got.iter().all(|p| [10, 11, 12].contains(p)), "{engine:?}: extra pages {got:?}");
+            assert!(
+                got.iter().all(|p| [10, 11, 12].contains(p)),
+                "{engine:?}: extra pages {got:?}"
+            );
         }
 
         // After the churn, stable pages resolve exactly again.
         write(base, 11);
         write(base, 30);
         let got = harvest(&src, base);
-        assert!(got.contains(&11) && got.contains(&30), "{engine:?}: {got:?}");
+        assert!(
+            got.contains(&11) && got.contains(&30),
+            "{engine:?}: {got:?}"
+        );
 
         // munmap + mmap at the same address: untrack, remap, track again.
         src.untrack(range).unwrap();
@@ -124,7 +144,11 @@ fn frames_map_back_to_written_pages() {
         let again = map_at(base);
         assert_eq!(again, base);
         src.track(range).unwrap();
-        assert_eq!(harvest(&src, base).len(), PAGES, "{engine:?}: a re-tracked range starts dirty");
+        assert_eq!(
+            harvest(&src, base).len(),
+            PAGES,
+            "{engine:?}: a re-tracked range starts dirty"
+        );
         write(base, 3);
         write(base, 63);
         assert_eq!(harvest(&src, base), vec![3, 63], "{engine:?}: after remap");
@@ -158,7 +182,10 @@ fn pages_touched_first_after_arm_resolve() {
         }
         let got = harvest(&src, base);
         assert_eq!(got, vec![0, 1, 17], "{engine:?}");
-        assert!(src.real_frames(), "this machine runs as root: real PFNs are visible");
+        assert!(
+            src.real_frames(),
+            "this machine runs as root: real PFNs are visible"
+        );
         // SAFETY: the test's own mapping.
         unsafe { libc::munmap(p, len) };
     }

@@ -49,7 +49,8 @@ fn harvest_count(src: &dyn DirtySource) -> usize {
 fn run_script(mode: Mode, engine: Engine) -> PmlSource {
     let src = PmlSource::open(mode, engine, PmlConfig::default()).unwrap();
     let base = map_pages(1400);
-    src.track(PageRange::new(base, 1400 * PAGE_SIZE).unwrap()).unwrap();
+    src.track(PageRange::new(base, 1400 * PAGE_SIZE).unwrap())
+        .unwrap();
     src.arm().unwrap();
     write_pages(base, 0..800);
     write_pages(base, 0..100);
@@ -67,12 +68,22 @@ fn check_counts(mode: Mode, engine: Engine, expected: &[(Event, u64)]) {
     let src = run_script(mode, engine);
     let counts = src.event_counts();
     for &(event, n) in expected {
-        assert_eq!(counts.get(event), n, "{mode:?}/{engine:?}: {}", event.name());
+        assert_eq!(
+            counts.get(event),
+            n,
+            "{mode:?}/{engine:?}: {}",
+            event.name()
+        );
     }
     // Every event not listed stayed zero.
     for e in oohgc_dirty::pml::cost::ALL_EVENTS {
         if !expected.iter().any(|&(x, _)| x == e) {
-            assert_eq!(counts.get(e), 0, "{mode:?}/{engine:?}: {} should not happen", e.name());
+            assert_eq!(
+                counts.get(e),
+                0,
+                "{mode:?}/{engine:?}: {} should not happen",
+                e.name()
+            );
         }
     }
     // The cost model, by hand from the table: sum of count * figure / per.
@@ -95,7 +106,10 @@ fn check_counts(mode: Mode, engine: Engine, expected: &[(Event, u64)]) {
     });
     assert_eq!(total, by_hand);
     let text = report.to_string();
-    assert!(text.contains("MEASURED") && text.contains("MODELLED"), "{text}");
+    assert!(
+        text.contains("MEASURED") && text.contains("MODELLED"),
+        "{text}"
+    );
 }
 
 /// EPML by hand: 800 + 500 + 50 entries; one self-IPI at the 512th;
@@ -185,7 +199,8 @@ fn lagging_guest_loses_no_entry() {
         };
         let src = PmlSource::open(Mode::Spml, engine, config).unwrap();
         let base = map_pages(3000);
-        src.track(PageRange::new(base, 3000 * PAGE_SIZE).unwrap()).unwrap();
+        src.track(PageRange::new(base, 3000 * PAGE_SIZE).unwrap())
+            .unwrap();
         src.arm().unwrap();
         write_pages(base, 0..3000);
         if engine == Engine::Async {
@@ -199,11 +214,19 @@ fn lagging_guest_loses_no_entry() {
         assert_eq!(c.get(Event::VirtualIrqs), 2, "{engine:?}");
         assert_eq!(c.get(Event::RingFullStalls), 1, "{engine:?}");
         assert_eq!(c.get(Event::RingEntriesCopied), 1024, "{engine:?}");
-        assert_eq!(c.get(Event::RingEntriesFetched), 0, "{engine:?}: the guest lags");
+        assert_eq!(
+            c.get(Event::RingEntriesFetched),
+            0,
+            "{engine:?}: the guest lags"
+        );
         assert_eq!(harvest_count(&src), 3000, "{engine:?}: every page reported");
         let c = src.event_counts();
         assert_eq!(c.get(Event::EntriesLogged), 3000);
-        assert_eq!(c.get(Event::RingEntriesCopied), 3000, "entries reused past the ring size");
+        assert_eq!(
+            c.get(Event::RingEntriesCopied),
+            3000,
+            "entries reused past the ring size"
+        );
         assert_eq!(c.get(Event::RingEntriesFetched), 3000);
         assert_eq!(c.get(Event::ReverseMapLookups), 3000);
     }
@@ -219,7 +242,8 @@ fn full_ring_raises_irq_and_guest_drains() {
     };
     let src = PmlSource::open(Mode::Spml, Engine::Async, config).unwrap();
     let base = map_pages(2048);
-    src.track(PageRange::new(base, 2048 * PAGE_SIZE).unwrap()).unwrap();
+    src.track(PageRange::new(base, 2048 * PAGE_SIZE).unwrap())
+        .unwrap();
     src.arm().unwrap();
     write_pages(base, 0..2048);
     assert_eq!(harvest_count(&src), 2048);

@@ -93,7 +93,11 @@ impl Vmcs {
     /// # Safety
     /// `buffer` must stay alive, and not move, for as long as this VMCS
     /// logs into it (until another address is written).
-    pub unsafe fn vmwrite_pml_address(&mut self, buffer: &mut PmlBuffer, counts: Option<&mut EventCounts>) {
+    pub unsafe fn vmwrite_pml_address(
+        &mut self,
+        buffer: &mut PmlBuffer,
+        counts: Option<&mut EventCounts>,
+    ) {
         if let Some(c) = counts {
             c.bump(Event::Vmwrites);
         }
@@ -179,7 +183,10 @@ pub fn log_entry(vmcs: &mut Vmcs, entry: u64, counts: &mut EventCounts) -> LogOu
         !vmcs.is_full(),
         "PML logging with a full buffer: the log-full event was not handled"
     );
-    assert!(vmcs.pml_address != 0, "PML enabled without a buffer address");
+    assert!(
+        vmcs.pml_address != 0,
+        "PML enabled without a buffer address"
+    );
     let slot = (vmcs.pml_address as *mut u64).wrapping_add(vmcs.pml_index as usize);
     // SAFETY: pml_address names a live 4 KiB PmlBuffer (vmwrite_pml_address's
     // contract) and pml_index is in 0..=511 (checked above).
@@ -191,6 +198,49 @@ pub fn log_entry(vmcs: &mut Vmcs, entry: u64, counts: &mut EventCounts) -> LogOu
     } else {
         LogOutcome::Logged
     }
+}
+
+/// [`log_entry`] for a batch: log entries pulled from `entries` until it
+/// ends or the buffer fills (then `LogFull` is returned and no further
+/// entry is pulled). Same semantics, one call per batch.
+pub fn log_batch<I: Iterator<Item = u64>>(
+    vmcs: &mut Vmcs,
+    entries: &mut I,
+    counts: &mut EventCounts,
+) -> LogOutcome {
+    if !vmcs.pml_enabled {
+        return LogOutcome::NotLogging;
+    }
+    assert!(
+        !vmcs.is_full(),
+        "PML logging with a full buffer: the log-full event was not handled"
+    );
+    assert!(
+        vmcs.pml_address != 0,
+        "PML enabled without a buffer address"
+    );
+    let buffer = vmcs.pml_address as *mut u64;
+    let mut index = vmcs.pml_index as usize;
+    let mut logged = 0;
+    let mut outcome = LogOutcome::Logged;
+    for entry in entries.by_ref() {
+        // SAFETY: pml_address names a live 4 KiB PmlBuffer
+        // (vmwrite_pml_address's contract) and index is in 0..=511.
+        unsafe { buffer.add(index).write(entry) };
+        logged += 1;
+        if index == 0 {
+            outcome = LogOutcome::LogFull;
+            break;
+        }
+        index -= 1;
+    }
+    vmcs.pml_index = if outcome == LogOutcome::LogFull {
+        u16::MAX // the index wrapped below 0: out of 0..=511
+    } else {
+        index as u16
+    };
+    counts.add(Event::EntriesLogged, logged);
+    outcome
 }
 
 #[cfg(test)]
@@ -230,6 +280,30 @@ mod tests {
         assert_eq!(fulls, 3);
         assert_eq!(counts.get(Event::EntriesLogged), 1536);
         assert_eq!(vmcs.pml_index, 511);
+    }
+
+    #[test]
+    fn batch_logging_matches_single_entries() {
+        let mut buf = PmlBuffer::new();
+        let mut vmcs = armed(&mut buf);
+        let mut counts = EventCounts::default();
+        let mut entries = 0..1000u64;
+        assert_eq!(
+            log_batch(&mut vmcs, &mut entries, &mut counts),
+            LogOutcome::LogFull
+        );
+        assert_eq!(entries.start, 512, "nothing pulled past the full buffer");
+        assert_eq!(
+            buf.logged(&vmcs).collect::<Vec<_>>(),
+            (0..512).collect::<Vec<_>>()
+        );
+        vmcs.pml_index = PML_INDEX_START;
+        assert_eq!(
+            log_batch(&mut vmcs, &mut entries, &mut counts),
+            LogOutcome::Logged
+        );
+        assert_eq!(vmcs.entries_logged(), 488);
+        assert_eq!(counts.get(Event::EntriesLogged), 1000);
     }
 
     #[test]

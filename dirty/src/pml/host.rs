@@ -150,7 +150,11 @@ impl ModelHypervisor {
     fn install_host_buffer(&mut self) {
         // SAFETY: the host buffer is owned by self and lives as long as the
         // vCPU that logs into it.
-        unsafe { self.vcpu.vmcs.vmwrite_pml_address(&mut self.host_buffer, None) };
+        unsafe {
+            self.vcpu
+                .vmcs
+                .vmwrite_pml_address(&mut self.host_buffer, None)
+        };
     }
 }
 

@@ -98,5 +98,9 @@ pub fn open_source(name: &'static str, engine: Engine) -> Result<Box<dyn DirtySo
             })
         }
     };
-    Ok(Box::new(PmlSource::open(mode, engine, PmlConfig::default())?))
+    Ok(Box::new(PmlSource::open(
+        mode,
+        engine,
+        PmlConfig::default(),
+    )?))
 }

@@ -24,7 +24,7 @@
 
 use super::cost::{Event, EventCounts};
 use super::epml::EpmlDriver;
-use super::hardware::{log_entry, LogOutcome};
+use super::hardware::{log_batch, log_entry, LogOutcome};
 use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
 use super::reverse_map::SYNTHETIC_FRAME_BASE;
 use super::spml::{SpmlDriver, FRAME_UNKNOWN};
@@ -126,7 +126,12 @@ pub struct Machine {
 
 impl Machine {
     /// A machine for `mode`, reading frames through `pagemap`.
-    pub(crate) fn new(mode: Mode, config: PmlConfig, pagemap: Fd, pfns_visible: bool) -> Result<Machine, DirtyError> {
+    pub(crate) fn new(
+        mode: Mode,
+        config: PmlConfig,
+        pagemap: Fd,
+        pfns_visible: bool,
+    ) -> Result<Machine, DirtyError> {
         let mut hv = ModelHypervisor::new(mode, config.ring_entries)?;
         let mut counts = EventCounts::default();
         hv.init_pml(&mut counts)?;
@@ -156,7 +161,9 @@ impl Machine {
 
     /// Index of the tracked range holding `va`.
     pub fn range_of(&self, va: u64) -> Option<usize> {
-        self.ranges.iter().position(|r| r.range.contains(va as usize))
+        self.ranges
+            .iter()
+            .position(|r| r.range.contains(va as usize))
     }
 
     /// Start tracking `range` (its pages count as dirty until reported).
@@ -216,9 +223,9 @@ impl Machine {
             // carry the pages to the next harvest.
             self.drain_spml();
             let mut out = std::mem::take(&mut self.carried);
-            let fallback = self
-                .spml
-                .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
+            let fallback =
+                self.spml
+                    .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
             if fallback {
                 self.push_all_pages(&mut out);
             }
@@ -269,7 +276,9 @@ impl Machine {
             return;
         }
         let Some(r) = self.range_of(va) else { return };
-        let Some(i) = self.ranges[r].index_of(va) else { return };
+        let Some(i) = self.ranges[r].index_of(va) else {
+            return;
+        };
         self.observe_at(r, i, frame);
     }
 
@@ -281,7 +290,7 @@ impl Machine {
         }
         let tr = &mut self.ranges[r];
         let va = (tr.range.start + i * PAGE_SIZE) as u64;
-        if self.hv.stalled() || self.scheduled_out {
+        if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
             self.held.push((va, frame));
             return;
         }
@@ -307,9 +316,61 @@ impl Machine {
         }
     }
 
+    /// [`Machine::observe_at`] for pages `first..first + n` of range `r`
+    /// (`frames[k]` backs page `first + k`; SPML only), in one batch.
+    pub fn observe_run(&mut self, r: usize, first: usize, n: usize, frames: &[u64]) {
+        let end = first + n;
+        let mut i = first;
+        while i < end {
+            if !self.armed {
+                return;
+            }
+            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
+                let frame = frames.get(i - first).copied().unwrap_or(0);
+                self.observe_at(r, i, frame);
+                i += 1;
+                continue;
+            }
+            let mode = self.mode;
+            let tr = &mut self.ranges[r];
+            let start = tr.range.start as u64;
+            let flags = tr.flags.as_mut_slice();
+            let outcome = {
+                let mut transitions = std::iter::from_fn(|| {
+                    while i < end {
+                        let k = i;
+                        i += 1;
+                        match mode {
+                            Mode::Epml => {
+                                if flags[k] == 0 {
+                                    flags[k] = 1;
+                                    return Some(start + (k * PAGE_SIZE) as u64);
+                                }
+                            }
+                            Mode::Spml => {
+                                let frame = frames[k - first];
+                                if flags[k] != FLAG_SET | frame {
+                                    flags[k] = FLAG_SET | frame;
+                                    return Some(frame * PAGE_SIZE as u64);
+                                }
+                            }
+                        }
+                    }
+                    None
+                });
+                log_batch(&mut self.hv.vcpu.vmcs, &mut transitions, &mut self.counts)
+            };
+            if outcome == LogOutcome::LogFull {
+                self.log_full();
+            }
+        }
+    }
+
     fn log_full(&mut self) {
         match self.mode {
-            Mode::Epml => self.epml.on_self_ipi(&mut self.hv.vcpu.vmcs, &mut self.counts),
+            Mode::Epml => self
+                .epml
+                .on_self_ipi(&mut self.hv.vcpu.vmcs, &mut self.counts),
             Mode::Spml => match self.hv.handle_log_full_exit(&mut self.counts) {
                 FlushOutcome::Copied => {}
                 FlushOutcome::IrqRaised | FlushOutcome::Stalled => {
@@ -362,7 +423,9 @@ impl Machine {
         self.counts.bump(Event::ContextSwitches);
         if self.armed {
             match self.mode {
-                Mode::Epml => self.epml.schedule_out(&mut self.hv.vcpu.vmcs, &mut self.counts),
+                Mode::Epml => self
+                    .epml
+                    .schedule_out(&mut self.hv.vcpu.vmcs, &mut self.counts),
                 Mode::Spml => self.hv.schedule_out(&mut self.counts),
             }
         }
@@ -377,7 +440,9 @@ impl Machine {
         self.scheduled_out = false;
         if self.armed {
             match self.mode {
-                Mode::Epml => self.epml.schedule_in(&mut self.hv.vcpu.vmcs, &mut self.counts),
+                Mode::Epml => self
+                    .epml
+                    .schedule_in(&mut self.hv.vcpu.vmcs, &mut self.counts),
                 Mode::Spml => self.hv.schedule_in(&mut self.counts),
             }
         }
@@ -419,9 +484,12 @@ impl Machine {
                         out.push(va);
                     }
                     self.carried.clear();
-                    let fallback = self
-                        .spml
-                        .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
+                    let fallback = self.spml.resolve(
+                        &self.pagemap,
+                        &mut self.ranges,
+                        &mut out,
+                        &mut self.counts,
+                    )?;
                     if fallback {
                         self.push_all_pages(&mut out);
                     }
@@ -436,7 +504,9 @@ impl Machine {
                 }
             }
         }
-        out.sort_unstable();
+        if !out.windows(2).all(|w| w[0] < w[1]) {
+            out.sort_unstable();
+        }
         // Unique, tracked pages only; clear their flags.
         let mut kept = 0;
         let mut last = u64::MAX;
@@ -490,7 +560,8 @@ mod tests {
     fn machine(mode: Mode, pages: usize) -> Machine {
         let pagemap = sys::open_pagemap("test").unwrap();
         let mut m = Machine::new(mode, PmlConfig::default(), pagemap, true).unwrap();
-        m.track(PageRange::new(FAKE_BASE, pages * PAGE_SIZE).unwrap()).unwrap();
+        m.track(PageRange::new(FAKE_BASE, pages * PAGE_SIZE).unwrap())
+            .unwrap();
         m.arm();
         m
     }
@@ -507,13 +578,29 @@ mod tests {
     fn epml_logs_once_per_page_and_flushes_the_partial_buffer() {
         let mut m = machine(Mode::Epml, 2000);
         script(&mut m);
-        assert_eq!(m.counts.get(Event::EntriesLogged), 1100, "rewrites log nothing");
-        assert_eq!(m.counts.get(Event::SelfIpis), 2, "one log-full per 512 entries");
-        assert_eq!(m.hv.vcpu.vmcs.entries_logged(), 1100 - 1024, "partly filled buffer");
+        assert_eq!(
+            m.counts.get(Event::EntriesLogged),
+            1100,
+            "rewrites log nothing"
+        );
+        assert_eq!(
+            m.counts.get(Event::SelfIpis),
+            2,
+            "one log-full per 512 entries"
+        );
+        assert_eq!(
+            m.hv.vcpu.vmcs.entries_logged(),
+            1100 - 1024,
+            "partly filled buffer"
+        );
         m.collect().unwrap();
         assert_eq!(m.report().len(), 1100);
         assert_eq!(m.report()[0], FAKE_BASE as u64);
-        assert_eq!(m.counts.get(Event::GuestEntriesDrained), 1100, "the partial buffer was flushed");
+        assert_eq!(
+            m.counts.get(Event::GuestEntriesDrained),
+            1100,
+            "the partial buffer was flushed"
+        );
         assert_eq!(m.hv.vcpu.vmcs.pml_index, 511, "index reset after the flush");
         // Flags were cleared: the next epoch logs the pages again.
         script(&mut m);
@@ -529,9 +616,15 @@ mod tests {
         assert_eq!(m.counts.get(Event::LogFullExits), 2);
         assert_eq!(m.counts.get(Event::RingEntriesCopied), 1024);
         m.collect().unwrap();
-        let expected: Vec<u64> = (0..1100).map(|i| (FAKE_BASE + i * PAGE_SIZE) as u64).collect();
+        let expected: Vec<u64> = (0..1100)
+            .map(|i| (FAKE_BASE + i * PAGE_SIZE) as u64)
+            .collect();
         assert_eq!(m.report(), &expected[..]);
-        assert_eq!(m.counts.get(Event::RingEntriesCopied), 1100, "flush at harvest");
+        assert_eq!(
+            m.counts.get(Event::RingEntriesCopied),
+            1100,
+            "flush at harvest"
+        );
         assert_eq!(m.counts.get(Event::ReverseMapLookups), 1100);
         assert_eq!(m.spml.stats.fallbacks, 0);
         assert_eq!(m.hv.ring_mut().used(), 0, "every entry recycled");
@@ -545,7 +638,11 @@ mod tests {
         assert_eq!(m.counts.get(Event::GuestEntriesDrained), 1);
         assert_eq!(m.counts.get(Event::ContextSwitches), 1);
         m.observe_at(0, 2, 0);
-        assert_eq!(m.counts.get(Event::EntriesLogged), 1, "nothing runs while scheduled out");
+        assert_eq!(
+            m.counts.get(Event::EntriesLogged),
+            1,
+            "nothing runs while scheduled out"
+        );
         m.schedule_in();
         assert_eq!(m.counts.get(Event::EntriesLogged), 2);
         m.collect().unwrap();

@@ -198,7 +198,10 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(ring.fetch(&mut |g| seen.push(g.offset)), 1000);
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
-        assert_eq!(ring.entry(0).flags, KVM_DIRTY_GFN_F_DIRTY | KVM_DIRTY_GFN_F_RESET);
+        assert_eq!(
+            ring.entry(0).flags,
+            KVM_DIRTY_GFN_F_DIRTY | KVM_DIRTY_GFN_F_RESET
+        );
         // Not recycled yet: the ring is still full for the producer.
         assert_eq!(ring.used(), 1000);
         assert_eq!(ring.reset(), 1000);
@@ -208,8 +211,18 @@ mod tests {
         for i in 0..1024 {
             assert!(ring.push(Gfn { slot: 1, offset: i }));
         }
-        assert!(!ring.push(Gfn { slot: 1, offset: 9999 }), "a full ring refuses");
-        assert_eq!(ring.entry(0).offset, 24, "entry 0 was recycled for the 25th push");
+        assert!(
+            !ring.push(Gfn {
+                slot: 1,
+                offset: 9999
+            }),
+            "a full ring refuses"
+        );
+        assert_eq!(
+            ring.entry(0).offset,
+            24,
+            "entry 0 was recycled for the 25th push"
+        );
         let mut count = 0;
         ring.fetch(&mut |_| count += 1);
         assert_eq!(count, 1024);

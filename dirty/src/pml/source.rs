@@ -51,7 +51,9 @@ struct Inner {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -196,9 +198,10 @@ impl PmlSource {
         } = st;
         runs.clear();
         for (r, tr) in machine.ranges.iter().enumerate() {
-            *engine_scans += sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
-                runs.push((r, s, e))
-            })?;
+            *engine_scans +=
+                sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
+                    runs.push((r, s, e))
+                })?;
         }
         let spml = machine.mode == Mode::Spml;
         for &(r, start, end) in runs.iter() {
@@ -210,15 +213,17 @@ impl PmlSource {
                     sys::read_pagemap(machine.pagemap(), page, &mut frames[..n])?;
                 }
                 let first = (page - range_start) / PAGE_SIZE;
-                for k in 0..n {
-                    let frame = if spml {
-                        let tr = &machine.ranges[r];
-                        frame_of(frames[k], machine.spml.pfns_visible, tr.synthetic_frame(first + k))
-                    } else {
-                        0
-                    };
-                    machine.observe_at(r, first + k, frame);
+                if spml {
+                    let tr = &machine.ranges[r];
+                    for k in 0..n {
+                        frames[k] = frame_of(
+                            frames[k],
+                            machine.spml.pfns_visible,
+                            tr.synthetic_frame(first + k),
+                        );
+                    }
                 }
+                machine.observe_run(r, first, n, if spml { &frames[..n] } else { &[] });
                 page += n * PAGE_SIZE;
             }
         }
@@ -387,7 +392,9 @@ impl DirtySource for PmlSource {
             self.observe_async(&mut st)?;
         }
         let armed = st.machine.armed;
-        let State { machine, counters, .. } = &mut *st;
+        let State {
+            machine, counters, ..
+        } = &mut *st;
         machine.collect()?;
         let pages = machine.report();
         // Under the sync engine re-protect each run before it is handed on.
@@ -446,7 +453,12 @@ impl DirtySource for PmlSource {
     fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
         let (counts, stats, scans, faults) = {
             let st = self.inner.lock();
-            (st.machine.counts, st.machine.spml.stats, st.engine_scans, st.engine_faults)
+            (
+                st.machine.counts,
+                st.machine.spml.stats,
+                st.engine_scans,
+                st.engine_faults,
+            )
         };
         let modelled = modelled_ns(self.inner.mode, &counts);
         for (i, e) in ALL_EVENTS.iter().enumerate() {
@@ -456,7 +468,10 @@ impl DirtySource for PmlSource {
         f("pml_total_modelled_ns", modelled.iter().sum());
         f("pml_engine_pagemap_scan_calls", scans);
         f("pml_engine_write_faults", faults);
-        f("pml_spml_pages_with_changed_frame", stats.pages_with_changed_frame);
+        f(
+            "pml_spml_pages_with_changed_frame",
+            stats.pages_with_changed_frame,
+        );
         f("pml_spml_unresolved_frames", stats.unresolved_frames);
         f("pml_spml_fallbacks", stats.fallbacks);
     }

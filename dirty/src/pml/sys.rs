@@ -44,7 +44,11 @@ pub(crate) struct Uffd {
 impl Uffd {
     /// Open a userfaultfd with `features` (e.g. `UFFD_FEATURE_WP_ASYNC`).
     /// `nonblocking` makes `read` return `EAGAIN` instead of sleeping.
-    pub(crate) fn open(source: &'static str, features: u64, nonblocking: bool) -> Result<Uffd, DirtyError> {
+    pub(crate) fn open(
+        source: &'static str,
+        features: u64,
+        nonblocking: bool,
+    ) -> Result<Uffd, DirtyError> {
         let mut flags = libc::O_CLOEXEC;
         if nonblocking {
             flags |= libc::O_NONBLOCK;
@@ -54,7 +58,12 @@ impl Uffd {
         if fd < 0 {
             // Unprivileged processes may only watch user-mode faults.
             // SAFETY: as above.
-            fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags | uapi::UFFD_USER_MODE_ONLY as i32) } as i32;
+            fd = unsafe {
+                libc::syscall(
+                    libc::SYS_userfaultfd,
+                    flags | uapi::UFFD_USER_MODE_ONLY as i32,
+                )
+            } as i32;
         }
         if fd < 0 {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -104,7 +113,9 @@ impl Uffd {
         };
         // SAFETY: UFFDIO_REGISTER reads/writes the struct we pass.
         if unsafe { libc::ioctl(self.fd.0, uioctl::UFFDIO_REGISTER as _, &mut reg) } != 0 {
-            return Err(os_error("UFFDIO_REGISTER (is the range mapped, private and anonymous?)"));
+            return Err(os_error(
+                "UFFDIO_REGISTER (is the range mapped, private and anonymous?)",
+            ));
         }
         Ok(())
     }
@@ -125,7 +136,12 @@ impl Uffd {
     /// Write-protect (`protect == true`) or unprotect `range`. Unprotecting
     /// wakes threads blocked on it unless `wake` is false (the kernel
     /// refuses "don't wake" together with protection, so it is ignored then).
-    pub(crate) fn write_protect(&self, range: PageRange, protect: bool, wake: bool) -> Result<(), DirtyError> {
+    pub(crate) fn write_protect(
+        &self,
+        range: PageRange,
+        protect: bool,
+        wake: bool,
+    ) -> Result<(), DirtyError> {
         let mut mode = if protect { WRITEPROTECT_MODE_WP } else { 0 };
         if !wake && !protect {
             mode |= WRITEPROTECT_MODE_DONTWAKE;
@@ -156,7 +172,7 @@ impl Uffd {
 }
 
 /// Written-page runs returned by one `PAGEMAP_SCAN` call.
-pub(crate) const SCAN_REGIONS: usize = 512;
+pub(crate) const SCAN_REGIONS: usize = 4096;
 
 /// Scan `range` for pages written since they were last write-protected,
 /// atomically re-protecting each reported page (`PM_SCAN_WP_MATCHING`), and
@@ -215,11 +231,19 @@ pub(crate) const PAGEMAP_PFN_MASK: u64 = (1 << 55) - 1;
 /// Open `/proc/self/pagemap` read-only.
 pub(crate) fn open_pagemap(source: &'static str) -> Result<Fd, DirtyError> {
     // SAFETY: a NUL-terminated path literal.
-    let fd = unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/pagemap".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(DirtyError::Unavailable {
             source,
-            reason: format!("cannot open /proc/self/pagemap: {}", std::io::Error::last_os_error()),
+            reason: format!(
+                "cannot open /proc/self/pagemap: {}",
+                std::io::Error::last_os_error()
+            ),
         });
     }
     Ok(Fd(fd))
