@@ -249,15 +249,18 @@ fn scan_error(range: PageRange, errno: i32) -> DirtyError {
 ///
 /// | pages written between cycles | `Unprotect` | `KeepProtected` |
 /// |---|---|---|
-/// | 1%  | 2.9 ms | 0.4 ms |
-/// | 10% | 3.2 ms | 4.2 ms |
-/// | 50% | 4.1 ms | 40.8 ms |
+/// | 1%  | 2.9-5.9 ms | 0.4 ms |
+/// | 10% | 3.2-6.9 ms | 4.2-4.8 ms |
+/// | 50% | 4.1-12.8 ms | 28.9-40.8 ms |
 ///
-/// Un-write-protecting costs a few ms per 256 MiB populated, once; keeping
-/// the protection costs one async fault (~0.9-1.2 us) per page written
-/// between cycles, on the mutator. The crossover is near 8% of the tracked
-/// pages. A garbage-collected heap writes far more than that between cycles
-/// (everything allocated), so `Unprotect` is the default.
+/// (two runs on a shared, noisy VM). Un-write-protecting costs a few ms
+/// per 256 MiB populated, once; keeping the protection costs one async
+/// fault (~0.9-1.2 us) per page written between cycles, on the mutator.
+/// The crossover lies between ~8% and ~20% of the tracked pages. A
+/// garbage-collected heap writes more than that between cycles
+/// (everything allocated), and `Unprotect` moves the cost from the
+/// mutators to whoever calls `disarm`/`arm` (the collector thread), so it
+/// is the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DisarmPolicy {
     /// Remove the write protection (`UFFDIO_WRITEPROTECT` mode 0): no
