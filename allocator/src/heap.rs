@@ -104,7 +104,10 @@ fn init_locked(config: HeapConfig) -> Result<(), HeapError> {
         errno,
     })?;
     let table = |what: &'static str, bytes: usize| {
-        os::map_metadata(bytes).map_err(|errno| HeapError::MapFailed { what, bytes, errno })
+        let t =
+            os::map_metadata(bytes).map_err(|errno| HeapError::MapFailed { what, bytes, errno })?;
+        os::advise_huge(t, bytes);
+        Ok(t)
     };
     let page_head = table("page map", pages * 4)?;
     let spans = table("span table", pages * core::mem::size_of::<SpanMeta>())?;

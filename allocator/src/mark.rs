@@ -52,7 +52,10 @@ pub fn clear_marks() {
     core::sync::atomic::fence(Ordering::Release);
 }
 
-/// While on, every object returned by `alloc` is already marked. The flag is
+/// While on, every object returned by `alloc` is already marked. While off,
+/// a new small object's mark is not reset (it is 0 unless the slot's previous
+/// occupant was marked and freed after the last [`clear_marks`]): call
+/// `clear_marks` before marking, as a collection cycle does. The flag is
 /// read with a relaxed load on the fast path: another thread sees the change
 /// after it synchronizes with this one (e.g. through a signal handshake).
 pub fn set_allocate_black(on: bool) {

@@ -11,7 +11,7 @@
 //!   slots on a free list and slots popped by a thread that has not yet
 //!   published them all have allocation byte 0. The allocation bytes of
 //!   pooled pages are all 0.
-//! - `free`, `used` and `avail_next` belong to the owning thread cache
+//! - `free` and `avail_next` belong to the owning thread cache
 //!   (`owner`) and are touched by no other thread. Everybody else frees
 //!   through the atomic `thread_free` stack.
 //! - `full` is ACTIVE while the span is its owner's current span or on one of
@@ -46,13 +46,12 @@ pub(crate) const CLAIMED: u8 = 2;
 const MAGIC_SHIFT: u32 = 40;
 
 /// Per-span record, stored in the span table at the span's first page.
-/// All-zero is a valid "no span" record.
-#[repr(C)]
+/// All-zero is a valid "no span" record. Cache-line aligned: every field the
+/// alloc/free fast paths touch is in the first 64 bytes.
+#[repr(C, align(64))]
 pub(crate) struct SpanMeta {
     /// Owner-only: free list of slots ready for allocation (link in the first word).
     pub free: UnsafeCell<*mut u8>,
-    /// Owner-only: slots handed out and not yet returned to `free`.
-    pub used: UnsafeCell<u32>,
     /// Owner-only: next span on the owner's avail list.
     pub avail_next: UnsafeCell<*const SpanMeta>,
     /// Seqlock generation of the layout (odd while it changes).
@@ -214,7 +213,6 @@ impl SpanMeta {
         // SAFETY: the span is not published to any owner yet; we hold the heap lock.
         unsafe {
             *self.free.get() = core::ptr::null_mut();
-            *self.used.get() = 0;
             *self.avail_next.get() = core::ptr::null();
         }
         self.end_change();

@@ -16,7 +16,7 @@
 //! `full = FULL` then loads `thread_free`; a remote free stores into
 //! `thread_free` then loads `full` — all SeqCst, so at least one side sees the
 //! other and no freed slot is forgotten. A span is retired to the page pool by
-//! its owner only when `used == 0`, no remote free is in progress and it is
+//! its owner only when none of its slots is allocated, no remote free is in progress and it is
 //! not on the delayed stack.
 //!
 //! A thread stopped at any instruction leaves these structures consistent for
@@ -192,7 +192,6 @@ unsafe fn pop(heap: *mut ThreadHeap, span: &SpanMeta, class: usize) -> *mut u8 {
             return null_mut();
         }
         *span.free.get() = *(p as *const *mut u8);
-        *span.used.get() += 1;
         let size = *CLASS_SIZE.get_unchecked(class) as usize;
         zero_slot(p, size);
         let start = span.start.load(Ordering::Relaxed);
@@ -200,11 +199,15 @@ unsafe fn pop(heap: *mut ThreadHeap, span: &SpanMeta, class: usize) -> *mut u8 {
             (((p as usize - start) as u64 * span.magic.load(Ordering::Relaxed)) >> 40) as usize;
         let l = layout();
         let head = l.page_of(start);
-        // Mark before publishing: a sweep that sees allocation byte 1 sees the mark.
-        l.mark_byte(head, slot).store(
-            ALLOCATE_BLACK.load(Ordering::Relaxed) as u8,
-            Ordering::Relaxed,
-        );
+        // Mark before publishing: a sweep that sees allocation byte 1 sees the
+        // mark. With allocate-black off the mark byte is left as it is: it is 0
+        // unless a previous occupant of the slot was marked and freed since the
+        // last `clear_marks`, and the collector clears all marks before it
+        // marks (at worst such an object survives one sweep run without
+        // allocate-black).
+        if ALLOCATE_BLACK.load(Ordering::Relaxed) {
+            l.mark_byte(head, slot).store(1, Ordering::Relaxed);
+        }
         l.alloc_byte(head, slot).store(1, Ordering::Release);
         (*heap).allocated += size;
         p
@@ -279,7 +282,7 @@ unsafe fn refill(heap: *mut ThreadHeap, k: usize, c: usize) -> bool {
             let s = &*sp;
             h.avail[k][c] = *s.avail_next.get();
             collect_thread_free(s);
-            if *s.used.get() == 0 && !h.avail[k][c].is_null() && try_retire(s) {
+            if !h.avail[k][c].is_null() && try_retire(s) {
                 continue;
             }
             if !(*s.free.get()).is_null() || detach_or_keep(s) {
@@ -309,15 +312,12 @@ unsafe fn collect_thread_free(s: &SpanMeta) -> bool {
         if list.is_null() {
             return !(*s.free.get()).is_null();
         }
-        let mut n = 1u32;
         let mut tail = list;
         while !(*(tail as *const *mut u8)).is_null() {
             tail = *(tail as *const *mut u8);
-            n += 1;
         }
         *(tail as *mut *mut u8) = *s.free.get();
         *s.free.get() = list;
-        *s.used.get() -= n;
         true
     }
 }
@@ -371,14 +371,23 @@ unsafe fn push_avail(h: &mut ThreadHeap, s: &SpanMeta) {
     h.avail[k][c] = s;
 }
 
-/// Returns an empty owned span to the page pool if nobody can still reach it.
+/// True when no slot of owned span `s` is allocated (called by the owner, so
+/// no allocation of it is half-way).
+fn holds_no_object(s: &SpanMeta) -> bool {
+    let l = layout();
+    let head = l.page_of(s.start.load(Ordering::Relaxed));
+    let slots = s.slots.load(Ordering::Relaxed) as usize;
+    (0..slots.div_ceil(8)).all(|w| l.alloc_word(head, w).load(Ordering::Acquire) == 0)
+}
+
+/// Returns an empty owned span to the page pool if nobody can still reach it:
+/// no allocated slot, no remote free in progress or pending, not on the
+/// delayed stack.
 unsafe fn try_retire(s: &SpanMeta) -> bool {
-    // SAFETY: owner-only `used`.
-    let used = unsafe { *s.used.get() };
-    if used != 0
-        || s.in_progress.load(Ordering::SeqCst) != 0
+    if s.in_progress.load(Ordering::SeqCst) != 0
         || s.in_delayed.load(Ordering::SeqCst)
         || !s.thread_free.load(Ordering::SeqCst).is_null()
+        || !holds_no_object(s)
     {
         return false;
     }
@@ -420,7 +429,6 @@ pub(crate) unsafe fn free_small(s: &SpanMeta, p: *mut u8) {
         unsafe {
             *(p as *mut *mut u8) = *s.free.get();
             *s.free.get() = p;
-            *s.used.get() -= 1;
             if s.full.load(Ordering::Relaxed) == FULL {
                 reactivate(heap, s);
             }
