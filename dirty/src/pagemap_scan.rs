@@ -332,9 +332,7 @@ impl DirtySource for PagemapScanSource {
     fn arm(&self) -> Result<(), DirtyError> {
         let t = Instant::now();
         let ranges = self.lock();
-        for (r, _) in ranges.iter() {
-            self.tracker.protect_written(*r)?;
-        }
+        ranges.for_each_span(|span| self.tracker.protect_written(span))?;
         add_elapsed(&self.counters.arm_ns, t);
         Ok(())
     }
@@ -343,9 +341,10 @@ impl DirtySource for PagemapScanSource {
         let t = Instant::now();
         let ranges = self.lock();
         let mut pages = 0;
-        for (r, _) in ranges.iter() {
-            pages += self.tracker.scan_written(*r, true, sink)?;
-        }
+        ranges.for_each_span(|span| {
+            pages += self.tracker.scan_written(span, true, sink)?;
+            Ok::<(), DirtyError>(())
+        })?;
         bump(&self.counters.pages_reported, pages);
         bump(&self.counters.harvests, 1);
         add_elapsed(&self.counters.harvest_ns, t);
@@ -355,9 +354,7 @@ impl DirtySource for PagemapScanSource {
     fn disarm(&self) -> Result<(), DirtyError> {
         if self.policy == DisarmPolicy::Unprotect {
             let ranges = self.lock();
-            for (r, _) in ranges.iter() {
-                self.tracker.unprotect(*r)?;
-            }
+            ranges.for_each_span(|span| self.tracker.unprotect(span))?;
         }
         Ok(())
     }

@@ -43,9 +43,14 @@ impl<E: Copy> TrackedRanges<E> {
         Ok(())
     }
 
-    /// Add `range` (call [`Self::check_disjoint`] first).
+    /// Add `range` (call [`Self::check_disjoint`] first). Entries stay
+    /// sorted by address.
     pub(crate) fn insert(&mut self, range: PageRange, extra: E) {
+        let at = self.entries.iter().position(|(r, _)| r.start > range.start);
         self.entries.push((range, extra));
+        if let Some(at) = at {
+            self.entries.as_mut_slice()[at..].rotate_right(1);
+        }
     }
 
     /// The index of the entry tracked exactly as `range`, or `BadRange`.
@@ -60,9 +65,11 @@ impl<E: Copy> TrackedRanges<E> {
             })
     }
 
-    /// Remove the entry at `index` (from [`Self::position`]) and return it.
+    /// Remove the entry at `index` (from [`Self::position`]) and return it,
+    /// keeping the others sorted.
     pub(crate) fn remove_at(&mut self, index: usize) -> (PageRange, E) {
-        self.entries.swap_remove(index)
+        self.entries.as_mut_slice()[index..].rotate_left(1);
+        self.entries.pop().expect("remove_at of an existing index")
     }
 
     /// Remove and return any one entry (for teardown).
@@ -88,8 +95,76 @@ impl<E: Copy> TrackedRanges<E> {
         self.entries.iter_mut()
     }
 
+    /// Call `f` with each maximal span of address-adjacent tracked ranges
+    /// (a heap committed in adjacent chunks is then one span: one system
+    /// call instead of one per chunk). Stops at the first error.
+    #[cfg_attr(not(feature = "pagemap-scan"), allow(dead_code))]
+    pub(crate) fn for_each_span<Err>(
+        &self,
+        mut f: impl FnMut(PageRange) -> Result<(), Err>,
+    ) -> Result<(), Err> {
+        let mut span: Option<PageRange> = None;
+        for (r, _) in self.entries.iter() {
+            span = match span {
+                Some(s) if s.end() == r.start => Some(PageRange {
+                    start: s.start,
+                    len: s.len + r.len,
+                }),
+                Some(s) => {
+                    f(s)?;
+                    Some(*r)
+                }
+                None => Some(*r),
+            };
+        }
+        match span {
+            Some(s) => f(s),
+            None => Ok(()),
+        }
+    }
+
     /// Total pages tracked.
     pub(crate) fn total_pages(&self) -> u64 {
         self.entries.iter().map(|(r, _)| r.pages() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PAGE_SIZE;
+
+    fn r(first_page: usize, pages: usize) -> PageRange {
+        PageRange::new(first_page * PAGE_SIZE, pages * PAGE_SIZE).unwrap()
+    }
+
+    #[test]
+    fn sorted_spans_merge_adjacent_ranges() {
+        let mut t = TrackedRanges::new();
+        for (range, tag) in [
+            (r(10, 2), 'a'),
+            (r(2, 3), 'b'),
+            (r(5, 5), 'c'),
+            (r(20, 1), 'd'),
+        ] {
+            t.check_disjoint(range).unwrap();
+            t.insert(range, tag);
+        }
+        assert!(t.check_disjoint(r(4, 2)).is_err());
+        let order: Vec<char> = t.iter().map(|(_, c)| *c).collect();
+        assert_eq!(order, ['b', 'c', 'a', 'd']);
+        let mut spans = Vec::new();
+        t.for_each_span(|s| {
+            spans.push(s);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(spans, [r(2, 10), r(20, 1)]);
+        let i = t.position(r(5, 5)).unwrap();
+        assert_eq!(t.remove_at(i).1, 'c');
+        let order: Vec<char> = t.iter().map(|(_, c)| *c).collect();
+        assert_eq!(order, ['b', 'a', 'd']);
+        assert!(t.position(r(5, 5)).is_err());
+        assert_eq!(t.total_pages(), 6);
     }
 }

@@ -169,3 +169,46 @@ fn one_gib_range_reports_exactly_the_scattered_writes() {
         s.untrack(m.range).unwrap();
     }
 }
+
+/// Adjacent ranges (a heap committed chunk after chunk) are scanned as one
+/// span by some sources; untracking one of them must still work.
+#[test]
+fn adjacent_ranges() {
+    for name in WORKING_SOURCES {
+        let s = oohgc_dirty::open(name).unwrap();
+        let m = Mapping::new(24);
+        let (a, b, c) = (m.sub(0, 8), m.sub(8, 8), m.sub(16, 8));
+        s.track(b).unwrap();
+        s.track(a).unwrap();
+        s.track(c).unwrap();
+        s.arm().unwrap();
+        for i in [7, 8, 16, 23] {
+            tracked_write(&*s, m.page(i), 1);
+        }
+        let got = harvest_pages(&*s);
+        if is_exact(&*s) {
+            assert_eq!(got, common::addrs(&m, &[7, 8, 16, 23]), "{name}");
+        } else {
+            assert_eq!(got.len(), 24, "{name}");
+        }
+        s.untrack(b).unwrap();
+        m.write(9, 2); // untracked now
+        for i in [0, 17] {
+            tracked_write(&*s, m.page(i), 3);
+        }
+        let got = harvest_pages(&*s);
+        assert!(
+            !got.contains(&m.page(9)),
+            "{name}: untracked middle range reported"
+        );
+        assert!(
+            got.contains(&m.page(0)) && got.contains(&m.page(17)),
+            "{name}"
+        );
+        if is_exact(&*s) {
+            assert_eq!(got.len(), 2, "{name}");
+        }
+        s.untrack(a).unwrap();
+        s.untrack(c).unwrap();
+    }
+}
