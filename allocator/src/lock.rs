@@ -50,6 +50,25 @@ impl RawLock {
         self.depth.store(1, Ordering::Relaxed);
     }
 
+    /// Takes the lock if that needs no waiting. True on success.
+    pub(crate) fn try_lock(&self) -> bool {
+        let me = thread_token();
+        if self.owner.load(Ordering::Relaxed) == me {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.owner.store(me, Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
+        true
+    }
+
     fn acquire(&self) {
         for _ in 0..64 {
             if self
@@ -103,10 +122,12 @@ pub struct HeapGuard {
 /// pops and pushes, remote frees) may still be mid-way in stopped threads; every
 /// function of this crate copes with that.
 ///
-/// The holder may call every function of the crate. `alloc`/`free`/`realloc`
-/// also work (the lock is reentrant) but must not be used while the world is
-/// stopped: growth then runs the chunk hook with the lock held, and a slow path
-/// may call the collector's hooks.
+/// The holder may call every function of the crate. `free` also works (the
+/// lock is reentrant). `alloc`/`realloc` work too but should be avoided: if
+/// they need to grow the heap while another thread is growing it they fail
+/// (null) rather than deadlock, growth then runs the chunk hook with the lock
+/// held, and the collector's hooks are not called. Never call them while the
+/// world is stopped.
 pub fn lock() -> HeapGuard {
     HEAP_LOCK.lock();
     HeapGuard {
@@ -117,5 +138,46 @@ pub fn lock() -> HeapGuard {
 impl Drop for HeapGuard {
     fn drop(&mut self) {
         HEAP_LOCK.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn reentrant_and_exclusive() {
+        static L: RawLock = RawLock::new();
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        L.lock();
+        L.lock();
+        assert!(L.held_by_me());
+        assert!(L.try_lock());
+        L.unlock();
+        L.unlock();
+        assert!(L.held_by_me());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(!L.held_by_me());
+                assert!(!L.try_lock(), "another thread holds it");
+            });
+        });
+        L.unlock();
+        assert!(!L.held_by_me());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        L.lock();
+                        // non-atomic read-modify-write under the lock
+                        let v = COUNTER.load(Ordering::Relaxed);
+                        COUNTER.store(v + 1, Ordering::Relaxed);
+                        L.unlock();
+                    }
+                });
+            }
+        });
+        assert_eq!(COUNTER.load(Ordering::Relaxed), 80_000);
     }
 }

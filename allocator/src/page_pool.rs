@@ -186,7 +186,16 @@ pub(crate) fn acquire(pages: usize, align_pages: usize) -> Option<(usize, bool)>
 /// Commits at least `pages` more pages (a whole COMMIT_CHUNK when the limit
 /// allows). The chunk hook runs without the heap lock (unless the caller holds it).
 fn grow(pages: usize) -> bool {
-    GROWTH_LOCK.lock();
+    if HEAP_LOCK.held_by_me() {
+        // Lock order is growth lock, then heap lock. A thread already holding
+        // the heap lock (the collector's guard) must not wait for the growth
+        // lock: its holder may be waiting for the heap lock. Fail instead.
+        if !GROWTH_LOCK.try_lock() {
+            return false;
+        }
+    } else {
+        GROWTH_LOCK.lock();
+    }
     HEAP_LOCK.lock();
     let l = layout();
     let p = pool();
