@@ -75,6 +75,8 @@ const FREE_SLOT: Slot = Slot {
 };
 
 static SLOTS: [Slot; MAX_TRACKED_RANGES] = [FREE_SLOT; MAX_TRACKED_RANGES];
+/// One past the highest slot ever used: the handler looks no further.
+static SLOTS_IN_USE: AtomicUsize = AtomicUsize::new(0);
 /// Grace periods between the signal handler and the harvest / untrack
 /// paths (a two-phase counter scheme in the style of RCU): a handler
 /// registers in the current phase's reader count for its whole run; a
@@ -222,7 +224,7 @@ extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 /// made writable could complete, and a whole harvest run, before our bit
 /// store: a false negative, which the concurrent-writers test caught.)
 fn record_tracked_write(addr: usize) -> bool {
-    for slot in SLOTS.iter() {
+    for slot in SLOTS[..SLOTS_IN_USE.load(Ordering::SeqCst)].iter() {
         let start = slot.start.load(Ordering::SeqCst);
         if start == 0 || addr < start {
             continue;
@@ -414,6 +416,7 @@ impl DirtySource for MprotectSource {
             Ordering::SeqCst,
         );
         s.degraded.store(false, Ordering::SeqCst);
+        SLOTS_IN_USE.fetch_max(slot + 1, Ordering::SeqCst);
         s.start.store(range.start, Ordering::SeqCst);
         ranges.insert(range, Entry { slot, bitmap });
         Ok(())
