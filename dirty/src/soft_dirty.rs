@@ -297,5 +297,9 @@ impl DirtySource for SoftDirtySource {
 
     fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
         f("tracked_pages", self.lock().total_pages());
+        // 1: a harvest is exact only while no other thread writes tracked
+        // memory (see the module documentation): callers must not harvest
+        // concurrently with mutators.
+        f("harvest_needs_stopped_writers", 1);
     }
 }
