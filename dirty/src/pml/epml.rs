@@ -53,6 +53,7 @@ impl EpmlDriver {
 
     fn drain(&mut self, vmcs: &Vmcs, counts: &mut EventCounts) {
         let n = vmcs.entries_logged();
+        self.log.reserve(n);
         for gva in self.buffer.logged(vmcs) {
             self.log.push(gva);
         }

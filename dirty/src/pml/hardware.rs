@@ -153,8 +153,11 @@ impl PmlBuffer {
     /// The entries logged under `vmcs`, in logging order (oldest first).
     pub fn logged<'a>(&'a self, vmcs: &Vmcs) -> impl Iterator<Item = u64> + 'a {
         let n = vmcs.entries_logged();
-        let slice = self.page.as_slice();
-        (0..n).map(move |k| slice[PML_INDEX_START as usize - k])
+        // Entry 511 is the oldest; the newest is at the current index + 1.
+        self.page.as_slice()[PML_ENTRIES - n..]
+            .iter()
+            .rev()
+            .copied()
     }
 }
 

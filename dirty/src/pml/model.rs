@@ -366,6 +366,49 @@ impl Machine {
         }
     }
 
+    /// EPML: [`Machine::observe_at`] for every page index `indices` yields
+    /// in range `r`, in one batch per buffer fill (no frames needed).
+    pub fn observe_indices<I: Iterator<Item = usize>>(&mut self, r: usize, mut indices: I) {
+        debug_assert_eq!(self.mode, Mode::Epml);
+        loop {
+            if !self.armed {
+                return;
+            }
+            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
+                for i in indices {
+                    self.observe_at(r, i, 0);
+                }
+                return;
+            }
+            let tr = &mut self.ranges[r];
+            let start = tr.range.start as u64;
+            let flags = tr.flags.as_mut_slice();
+            let mut exhausted = true;
+            let outcome = {
+                let mut transitions = std::iter::from_fn(|| {
+                    for k in indices.by_ref() {
+                        if flags[k] == 0 {
+                            flags[k] = 1;
+                            return Some(start + (k * PAGE_SIZE) as u64);
+                        }
+                    }
+                    None
+                });
+                let outcome = log_batch(&mut self.hv.vcpu.vmcs, &mut transitions, &mut self.counts);
+                if outcome == LogOutcome::LogFull {
+                    exhausted = false;
+                }
+                outcome
+            };
+            if outcome == LogOutcome::LogFull {
+                self.log_full();
+            }
+            if exhausted {
+                return;
+            }
+        }
+    }
+
     fn log_full(&mut self) {
         match self.mode {
             Mode::Epml => self
@@ -506,35 +549,39 @@ impl Machine {
         }
         if !out.windows(2).all(|w| w[0] < w[1]) {
             out.sort_unstable();
-        }
-        // Unique, tracked pages only; clear their flags.
-        let mut kept = 0;
-        let mut last = u64::MAX;
-        let mut clears = 0;
-        let mut cur: Option<usize> = None;
-        for k in 0..out.len() {
-            let va = out[k] & !(PAGE_SIZE as u64 - 1);
-            if va == last {
-                continue;
-            }
-            last = va;
-            let r = match cur {
-                Some(r) if self.ranges[r].range.contains(va as usize) => r,
-                _ => match self.range_of(va) {
-                    Some(r) => r,
-                    None => continue,
-                },
-            };
-            cur = Some(r);
-            let tr = &mut self.ranges[r];
-            if let Some(i) = tr.index_of(va) {
-                if tr.flags[i] != 0 {
-                    tr.flags[i] = 0;
-                    clears += 1;
+            let mut kept = 0;
+            for k in 0..out.len() {
+                if kept == 0 || out[k] != out[kept - 1] {
+                    out[kept] = out[k];
+                    kept += 1;
                 }
             }
-            out[kept] = va;
-            kept += 1;
+            out.truncate(kept);
+        }
+        // Sorted and unique: clear the flags range by range, dropping pages
+        // no longer tracked.
+        let mut kept = 0;
+        let mut clears = 0;
+        let mut k = 0;
+        while k < out.len() {
+            let Some(r) = self.range_of(out[k]) else {
+                k += 1;
+                continue;
+            };
+            let tr = &mut self.ranges[r];
+            let start = tr.range.start as u64;
+            let end = tr.range.end() as u64;
+            let flags = tr.flags.as_mut_slice();
+            while k < out.len() && out[k] < end {
+                let va = out[k];
+                debug_assert_eq!(va % PAGE_SIZE as u64, 0);
+                let i = ((va - start) / PAGE_SIZE as u64) as usize;
+                clears += (flags[i] != 0) as u64;
+                flags[i] = 0;
+                out[kept] = va;
+                kept += 1;
+                k += 1;
+            }
         }
         out.truncate(kept);
         self.counts.add(Event::DirtyFlagClears, clears);
