@@ -134,7 +134,10 @@ pub fn probe() -> Result<(), DirtyError> {
     if page == libc::MAP_FAILED {
         return Err(unavailable("cannot map a probe page".into()));
     }
-    let result = probe_page(&files, page as usize);
+    let result = probe_page(&files, page as usize).map_err(|e| match e {
+        DirtyError::Os { .. } => unavailable(format!("the soft-dirty probe failed: {e}")),
+        other => other,
+    });
     // SAFETY: unmapping the probe page.
     unsafe { libc::munmap(page, PAGE_SIZE) };
     result
