@@ -141,3 +141,18 @@ fn mprotect_whole_range_reprotect_keeps_tracking_exact() {
     }
     assert_eq!(harvest_pages(&s), addrs(&m, &[1, 5, 9]));
 }
+
+/// The card table covers the 47-bit user address space and says so.
+#[test]
+fn card_refuses_ranges_above_the_table() {
+    let s = oohgc_dirty::card::CardSource::open().unwrap();
+    let high = oohgc_dirty::PageRange::new(1 << 47, 4096).unwrap();
+    match s.track(high) {
+        Err(oohgc_dirty::DirtyError::BadRange { what, .. }) => {
+            assert!(what.contains("47-bit"), "{what}")
+        }
+        other => panic!("tracking above the table gave {other:?}"),
+    }
+    // The barrier ignores such addresses instead of writing out of bounds.
+    oohgc_dirty::card::write_barrier(usize::MAX - 7);
+}
