@@ -12,6 +12,10 @@
 //! observer sees every first write to a tracked page, in the order the
 //! kernel queued the faults, before the writer is woken.
 //!
+//! A harvest holds the lock the handler thread takes, so its `sink` must
+//! not write tracked memory: the write would wait for the handler thread,
+//! which would wait for the harvest (a deadlock).
+//!
 //! Kernel writes: when the process may handle kernel-mode faults (root or
 //! `vm.unprivileged_userfaultfd=1`), a `read(2)` into a protected page
 //! blocks in the kernel until the handler thread resolves the fault, then
