@@ -12,9 +12,9 @@
 //! observer sees every first write to a tracked page, in the order the
 //! kernel queued the faults, before the writer is woken.
 //!
-//! A harvest holds the lock the handler thread takes, so its `sink` must
-//! not write tracked memory: the write would wait for the handler thread,
-//! which would wait for the harvest (a deadlock).
+//! A harvest holds the lock the handler thread takes only while it drains
+//! the bitmaps and re-protects; it calls its `sink` afterwards, so the sink
+//! may write tracked memory.
 //!
 //! Kernel writes: when the process may handle kernel-mode faults (root or
 //! `vm.unprivileged_userfaultfd=1`), a `read(2)` into a protected page
@@ -33,6 +33,7 @@ use linux_raw_sys::general as uapi;
 use crate::bitmap::PageBitmap;
 use crate::counters::{add_elapsed, bump, AtomicCounters};
 use crate::ranges::TrackedRanges;
+use crate::raw_vec::RawVec;
 use crate::uffd_sys::Uffd;
 use crate::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 
@@ -106,6 +107,8 @@ pub fn probe() -> Result<(), DirtyError> {
 pub struct UffdSource {
     shared: Arc<Shared>,
     handler: Option<JoinHandle<()>>,
+    /// The runs drained by a harvest, reported after the lock is released.
+    runs: Mutex<RawVec<PageRange>>,
 }
 
 impl UffdSource {
@@ -161,6 +164,7 @@ impl UffdSource {
         Ok(UffdSource {
             shared,
             handler: Some(handler),
+            runs: Mutex::new(RawVec::new()),
         })
     }
 
@@ -284,13 +288,13 @@ impl DirtySource for UffdSource {
 
     fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
         let t = Instant::now();
-        let state = self.shared.lock();
-        let mut pages = 0u64;
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.clear();
         let mut first_error = None;
+        let state = self.shared.lock();
         for (r, bitmap) in state.ranges.iter() {
             bitmap.drain_runs(r.start, &mut |run| {
-                pages += run.pages() as u64;
-                sink(run);
+                runs.push(run);
                 if let Err(e) = self.shared.uffd.write_protect(run, true) {
                     // Could not re-arm: keep the pages dirty (no false negative).
                     for p in 0..run.pages() {
@@ -300,7 +304,15 @@ impl DirtySource for UffdSource {
                 }
             });
         }
+        // The handler thread may run again; the sink is called without the
+        // lock, so it may even write tracked memory.
         drop(state);
+        let mut pages = 0u64;
+        for run in runs.iter() {
+            pages += run.pages() as u64;
+            sink(*run);
+        }
+        drop(runs);
         bump(&self.shared.counters.pages_reported, pages);
         bump(&self.shared.counters.harvests, 1);
         add_elapsed(&self.shared.counters.harvest_ns, t);

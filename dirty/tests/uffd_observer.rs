@@ -71,3 +71,25 @@ fn observer_sees_first_writes_in_order_before_the_writer_resumes() {
     assert_eq!(EVENTS[order.len()].load(Ordering::SeqCst), m.page(3));
     assert_eq!(SEEN_VALUES[order.len()].load(Ordering::SeqCst), 0xAAAA);
 }
+
+/// A harvest's sink may write tracked memory (the uffd lock is not held
+/// while it runs): no deadlock, and the write is reported next time.
+#[test]
+fn harvest_sink_may_write_tracked_memory() {
+    let source = UffdSource::open().unwrap();
+    let m = Mapping::new(8);
+    source.track(m.range).unwrap();
+    source.arm().unwrap();
+    m.write(1, 1);
+    let mut reported = Vec::new();
+    source
+        .harvest(&mut |r| {
+            reported.push(r.start);
+            m.write(5, 2); // a protected page: faults, handled meanwhile
+        })
+        .unwrap();
+    assert_eq!(reported, [m.page(1)]);
+    let mut next = Vec::new();
+    source.harvest(&mut |r| next.push(r.start)).unwrap();
+    assert_eq!(next, [m.page(5)]);
+}
