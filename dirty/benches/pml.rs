@@ -187,48 +187,59 @@ fn first_write(
     (median(measured), modelled)
 }
 
-/// (measured harvest ns, modelled ns for the epoch) with `percent` written.
-fn harvest_cost(
-    subject: Subject,
+/// Write `percent`% of the region's pages, evenly spread; returns how many.
+fn write_percent(region: &Region, percent: usize) -> usize {
+    match 100usize.checked_div(percent) {
+        None => 0,
+        Some(step) => {
+            region.write_every(step);
+            region.pages.div_ceil(step)
+        }
+    }
+}
+
+/// Per subject, (measured harvest ns, modelled ns for the epoch) with
+/// `percent` written: medians over `reps`, the subjects interleaved within
+/// each repetition so that they see the same machine load. Each
+/// repetition opens a fresh source and warms it with one harvest of the
+/// same pattern before the timed one.
+fn harvest_costs(
+    subjects: &[Subject],
     region: &Region,
     percent: usize,
     reps: usize,
-) -> (f64, Option<f64>) {
-    let o = Opened::open(subject);
-    let src = o.src();
-    src.track(region.range()).unwrap();
-    src.arm().unwrap();
-    harvest_all(src);
-    let mut measured = Vec::new();
-    let mut modelled = Vec::new();
+) -> Vec<(f64, Option<f64>)> {
+    let mut measured = vec![Vec::new(); subjects.len()];
+    let mut modelled = vec![Vec::new(); subjects.len()];
     for _ in 0..reps {
-        let before = o.counts();
-        let written = match 100usize.checked_div(percent) {
-            None => 0,
-            Some(step) => {
-                region.write_every(step);
-                region.pages.div_ceil(step)
+        for (k, &subject) in subjects.iter().enumerate() {
+            let o = Opened::open(subject);
+            let src = o.src();
+            src.track(region.range()).unwrap();
+            src.arm().unwrap();
+            write_percent(region, percent);
+            harvest_all(src);
+            let before = o.counts();
+            let written = write_percent(region, percent);
+            let t0 = Instant::now();
+            let n = harvest_all(src);
+            measured[k].push(t0.elapsed().as_nanos() as f64);
+            assert!(
+                n >= written,
+                "{}: harvest reported {n} of {written} written pages",
+                subject.label()
+            );
+            if let Some(m) = o.modelled(&o.counts().since(&before)) {
+                modelled[k].push(m as f64);
             }
-        };
-        let t0 = Instant::now();
-        let n = harvest_all(src);
-        measured.push(t0.elapsed().as_nanos() as f64);
-        assert!(
-            n >= written,
-            "{}: harvest reported {n} of {written} written pages",
-            subject.label()
-        );
-        if let Some(m) = o.modelled(&o.counts().since(&before)) {
-            modelled.push(m as f64);
+            src.untrack(region.range()).unwrap();
         }
     }
-    src.untrack(region.range()).unwrap();
-    let modelled = if modelled.is_empty() {
-        None
-    } else {
-        Some(median(modelled))
-    };
-    (median(measured), modelled)
+    measured
+        .into_iter()
+        .zip(modelled)
+        .map(|(m, model)| (median(m), (!model.is_empty()).then(|| median(model))))
+        .collect()
 }
 
 static SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -333,12 +344,16 @@ fn main() {
         );
     }
     println!();
+    let by_percent: Vec<Vec<(f64, Option<f64>)>> = percents
+        .iter()
+        .map(|&p| harvest_costs(&subjects, &region, p, reps))
+        .collect();
     let mut harvest = Vec::new();
-    for &s in &subjects {
+    for (k, &s) in subjects.iter().enumerate() {
         print!("{:<16}", s.label());
         let mut row = Vec::new();
-        for p in percents {
-            let (m, model) = harvest_cost(s, &region, p, reps);
+        for cells in &by_percent {
+            let (m, model) = cells[k];
             print!(" {:>11} {:>11}", show(m), show_opt(model));
             row.push(m);
         }
@@ -381,8 +396,16 @@ fn main() {
     );
     for mib in sweep {
         let region = Region::new(mib * 1024 * 1024 / PAGE_SIZE);
-        let (spml, model) = harvest_cost(Subject::Pml(Mode::Spml, Engine::Async), &region, 1, reps);
-        let (epml, _) = harvest_cost(Subject::Pml(Mode::Epml, Engine::Async), &region, 1, reps);
+        let cells = harvest_costs(
+            &[
+                Subject::Pml(Mode::Spml, Engine::Async),
+                Subject::Pml(Mode::Epml, Engine::Async),
+            ],
+            &region,
+            1,
+            reps,
+        );
+        let ((spml, model), (epml, _)) = (cells[0], cells[1]);
         println!(
             "{:>6} MiB {:>14} {:>18} {:>20} {:>14}",
             mib,

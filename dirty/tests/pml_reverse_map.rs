@@ -190,3 +190,43 @@ fn pages_touched_first_after_arm_resolve() {
         unsafe { libc::munmap(p, len) };
     }
 }
+
+/// Pages that were only read map the kernel's shared zero page: they must
+/// not turn the reverse map into one long probe chain, and a later write
+/// (a fresh frame) must still be found.
+#[test]
+fn read_only_pages_sharing_the_zero_page() {
+    let pages = 16384; // 64 MiB
+    let len = pages * PAGE_SIZE;
+    // SAFETY: a fresh anonymous mapping owned by the test.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let base = p as usize;
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    for i in 0..pages {
+        // SAFETY: reads inside the mapping (each maps the zero page).
+        unsafe { std::ptr::read_volatile((base + i * PAGE_SIZE) as *const u8) };
+    }
+    let src = PmlSource::open(Mode::Spml, Engine::Async, PmlConfig::default()).unwrap();
+    src.track(PageRange::new(base, len).unwrap()).unwrap();
+    src.arm().unwrap();
+    write(base, 100);
+    write(base, 9000);
+    let got = harvest(&src, base);
+    assert!(got.contains(&100) && got.contains(&9000), "{got:?}");
+    // Both written pages left the zero page: reported as frame changes or
+    // through the reverse map, nothing else.
+    assert_eq!(got.len(), 2, "{got:?}");
+    // SAFETY: the test's own mapping.
+    unsafe { libc::munmap(p, len) };
+}

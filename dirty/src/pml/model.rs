@@ -137,6 +137,9 @@ impl Machine {
         hv.init_pml(&mut counts)?;
         let mut spml = SpmlDriver::new(pfns_visible);
         spml.lag = config.guest_lags;
+        if mode == Mode::Spml && pfns_visible {
+            spml.zero_pfn = super::sys::zero_page_pfn(&pagemap);
+        }
         Ok(Machine {
             mode,
             hv,

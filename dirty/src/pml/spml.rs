@@ -70,6 +70,10 @@ pub struct SpmlDriver {
     pub lag: bool,
     /// Whether real PFNs are readable from pagemap.
     pub pfns_visible: bool,
+    /// The shared zero page's frame: never written, mapped by every page
+    /// that was only read, so it stays out of the reverse map (a frame
+    /// shared by thousands of pages would make the table degenerate).
+    pub zero_pfn: Option<u64>,
     /// Safety-net counts.
     pub stats: SpmlStats,
 }
@@ -87,6 +91,7 @@ impl SpmlDriver {
             scratch,
             lag: false,
             pfns_visible,
+            zero_pfn: None,
             stats: SpmlStats::default(),
         }
     }
@@ -149,7 +154,7 @@ impl SpmlDriver {
                     }
                     tr.walked_frames[i] = frame;
                 }
-                if insert {
+                if insert && Some(frame) != self.zero_pfn {
                     self.table.insert(frame, va);
                 }
             }

@@ -272,6 +272,33 @@ pub(crate) fn read_pagemap(pagemap: &Fd, addr: usize, out: &mut [u64]) -> Result
     Ok(())
 }
 
+/// The frame number of the kernel's shared zero page (what a read of a
+/// never-written anonymous page maps), when pagemap shows frames.
+pub(crate) fn zero_page_pfn(pagemap: &Fd) -> Option<u64> {
+    // SAFETY: a fresh private anonymous page, unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE_SIZE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: reading our own readable page maps the zero page.
+    unsafe { std::ptr::read_volatile(p as *const u8) };
+    let mut entry = [0u64];
+    let ok = read_pagemap(pagemap, p as usize, &mut entry).is_ok();
+    // SAFETY: unmapping the page mapped above.
+    unsafe { libc::munmap(p, PAGE_SIZE) };
+    let pfn = entry[0] & PAGEMAP_PFN_MASK;
+    (ok && entry[0] & PAGEMAP_PRESENT != 0 && pfn != 0).then_some(pfn)
+}
+
 /// Create a non-blocking eventfd (used to stop handler threads).
 pub(crate) fn eventfd() -> Result<Fd, DirtyError> {
     // SAFETY: plain system call.
