@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "malloc")]
     pub baseline: String,
     /// Kill a worker that runs longer than this many seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 120)]
     pub timeout: u64,
     /// Hide the progress bar.
     #[arg(long)]
@@ -108,7 +108,7 @@ pub struct PaperArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Kill a worker that runs longer than this many seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 120)]
     pub timeout: u64,
     /// Hide the progress bar.
     #[arg(long)]
@@ -292,7 +292,7 @@ pub fn list() -> String {
     }
     out += "dirty sources (oohgc --sources, and array-writer):\n";
     for name in config::source_names() {
-        let status = match oohgc_dirty::open(name) {
+        let status = match oohgc_dirty::probe(name) {
             Ok(_) => "available".to_string(),
             Err(e) => format!("unavailable: {e}"),
         };

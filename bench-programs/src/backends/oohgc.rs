@@ -79,6 +79,18 @@ impl Heap for OohgcHeap {
     }
     fn figures(&self) -> CollectorFigures {
         let stats = oohgc::stats();
+        let mut counters: Vec<(String, u64)> = vec![
+            ("concurrent_cycles".into(), stats.concurrent_cycles),
+            ("total_mark_ns".into(), stats.total_mark_ns),
+            ("total_sweep_ns".into(), stats.total_sweep_ns),
+            ("live_bytes".into(), stats.live_bytes as u64),
+        ];
+        counters.extend(
+            stats
+                .source_counters
+                .iter()
+                .map(|(name, value)| (name.to_string(), *value)),
+        );
         CollectorFigures {
             collections: stats.cycles,
             heap_size: stats.heap_size as u64,
@@ -86,14 +98,10 @@ impl Heap for OohgcHeap {
             pause_p50_ns: stats.pauses.percentile(50.0),
             pause_p99_ns: stats.pauses.percentile(99.0),
             pause_max_ns: stats.max_pause_ns,
-            pauses_ns: Vec::new(),
+            pauses_ns: stats.pauses.samples().to_vec(),
             dirty_pages: stats.dirty_pages_harvested,
             dirty_source: stats.dirty_source.to_string(),
-            counters: stats
-                .source_counters
-                .iter()
-                .map(|(name, value)| (name.to_string(), *value))
-                .collect(),
+            counters,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! tracks the region, is armed, and the same loops run, each followed by a
 //! harvest (as a collector harvests every cycle). The tracked loops stop
 //! early after [`TRACKED_TIME_CAP`] so that slow sources finish; figures are
-//! per pass. Every harvest must report every page (each was written): a
+//! medians per pass. The region uses base pages (`MADV_NOHUGEPAGE`), as
+//! the tracked runs do. Every harvest must report every page (each was written): a
 //! source that misses one fails the run (a false negative).
 //!
 //! Figures: the mutator slowdown (tracked write time / untracked), the
@@ -15,9 +16,13 @@
 //! counters (PML events and modelled time for `epml` and `spml`).
 
 use super::{Knobs, Size};
+use crate::figures::median;
 use crate::rng::mix;
 use oohgc_dirty::{DirtySource, PageRange, PAGE_SIZE};
 use std::time::{Duration, Instant};
+
+/// Untracked passes at least (they are cheap; more make a steadier baseline).
+pub const MIN_UNTRACKED_PASSES: u64 = 20;
 
 /// Wall-time bound on the tracked passes (at least one pass always runs).
 pub const TRACKED_TIME_CAP: Duration = Duration::from_secs(3);
@@ -31,11 +36,11 @@ pub struct Figures {
     pub untracked_passes: u64,
     /// Tracked passes run.
     pub tracked_passes: u64,
-    /// Untracked write time per pass, ns.
+    /// Untracked write time per pass (median), ns.
     pub untracked_pass_ns: f64,
-    /// Tracked write time per pass, ns.
+    /// Tracked write time per pass (median), ns.
     pub tracked_pass_ns: f64,
-    /// Harvest time per pass, ns.
+    /// Harvest time per pass (median), ns.
     pub harvest_pass_ns: f64,
     /// Pages reported per harvest (averaged).
     pub pages_per_harvest: f64,
@@ -101,17 +106,19 @@ impl Region {
         })
     }
 
-    /// Write `value ^ page` into the first word of every page.
+    /// Write `value ^ page` into the first word of every page; with
+    /// `CARD_BARRIER`, call the `card` source's write barrier after each
+    /// store (that source sees only the stores announced to it).
     #[inline(never)]
-    fn write_pass(&self, value: u64) {
+    fn write_pass<const CARD_BARRIER: bool>(&self, value: u64) {
         for page in 0..self.len / PAGE_SIZE {
-            // SAFETY: in bounds of the mapping, 8-aligned (page start).
-            unsafe {
-                std::ptr::write_volatile(
-                    self.ptr.add(page * PAGE_SIZE) as *mut u64,
-                    value ^ page as u64,
-                )
-            };
+            let word = self.ptr.wrapping_add(page * PAGE_SIZE) as *mut u64;
+            // SAFETY: in bounds of the live, writable mapping; 8-aligned
+            // (a page start).
+            unsafe { std::ptr::write_volatile(word, value ^ page as u64) };
+            if CARD_BARRIER {
+                oohgc_dirty::card::write_barrier(word as usize);
+            }
         }
     }
 
@@ -140,28 +147,35 @@ pub fn run(source: &str, size: Size, knobs: &Knobs) -> Result<(u64, Figures), St
     let len = (mib as usize) << 20;
     let pages = (len / PAGE_SIZE) as u64;
     let region = Region::map(len)?;
-    region.write_pass(u64::MAX);
+    region.write_pass::<false>(u64::MAX);
 
-    let start = Instant::now();
-    for pass in 0..passes {
-        region.write_pass(pass);
+    let untracked_passes = passes.max(MIN_UNTRACKED_PASSES);
+    let mut untracked = Vec::with_capacity(untracked_passes as usize);
+    for pass in 0..untracked_passes {
+        let t = Instant::now();
+        region.write_pass::<false>(pass);
+        untracked.push(t.elapsed().as_nanos() as f64);
     }
-    let untracked = start.elapsed();
 
     let dirty: Box<dyn DirtySource> = oohgc_dirty::open(source).map_err(|e| e.to_string())?;
+    let card = dirty.name() == "card";
     let range = PageRange::new(region.ptr as usize, len).map_err(|e| e.to_string())?;
     dirty.track(range).map_err(|e| e.to_string())?;
     dirty.arm().map_err(|e| e.to_string())?;
     // Pages of a newly tracked range count as dirty until first reported.
     dirty.harvest(&mut |_| {}).map_err(|e| e.to_string())?;
 
-    let (mut tracked, mut harvest, mut reported, mut done) =
-        (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
+    let (mut tracked, mut harvest) = (Vec::new(), Vec::new());
+    let (mut reported, mut done) = (0u64, 0u64);
     let loop_start = Instant::now();
     while done < passes && (done == 0 || loop_start.elapsed() < TRACKED_TIME_CAP) {
         let t = Instant::now();
-        region.write_pass(done);
-        tracked += t.elapsed();
+        if card {
+            region.write_pass::<true>(done);
+        } else {
+            region.write_pass::<false>(done);
+        }
+        tracked.push(t.elapsed().as_nanos() as f64);
         let mut this_harvest = 0u64;
         let t = Instant::now();
         dirty
@@ -173,7 +187,7 @@ pub fn run(source: &str, size: Size, knobs: &Knobs) -> Result<(u64, Figures), St
                 }
             })
             .map_err(|e| e.to_string())?;
-        harvest += t.elapsed();
+        harvest.push(t.elapsed().as_nanos() as f64);
         if this_harvest < pages {
             return Err(format!(
                 "source `{source}` reported {this_harvest} of {pages} written pages in pass {done} (false negatives)"
@@ -197,11 +211,11 @@ pub fn run(source: &str, size: Size, knobs: &Knobs) -> Result<(u64, Figures), St
     }
     let figures = Figures {
         region_bytes: len as u64,
-        untracked_passes: passes,
+        untracked_passes,
         tracked_passes: done,
-        untracked_pass_ns: untracked.as_nanos() as f64 / passes as f64,
-        tracked_pass_ns: tracked.as_nanos() as f64 / done as f64,
-        harvest_pass_ns: harvest.as_nanos() as f64 / done as f64,
+        untracked_pass_ns: median(&untracked).unwrap_or(0.0),
+        tracked_pass_ns: median(&tracked).unwrap_or(0.0),
+        harvest_pass_ns: median(&harvest).unwrap_or(0.0),
         pages_per_harvest: reported as f64 / done as f64,
         counters,
     };
