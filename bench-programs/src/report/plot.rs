@@ -7,7 +7,6 @@
 //! charts are skipped with a message naming the package to install.
 
 use crate::runner::{Report, Summary};
-use plotters::coord::types::RangedCoordusize;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -63,7 +62,8 @@ where
         .margin(10)
         .x_label_area_size(70)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+        // `into_segmented` over 0..k gives k + 1 segments.
+        .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), 0.0..top)
         .map_err(err)?;
     let labels = bars.labels.clone();
     chart
@@ -90,20 +90,22 @@ where
     Ok(())
 }
 
-/// (label, sorted pauses in ms) per configuration; configurations without
+/// (colour index, label, sorted pauses in ms) per configuration; configurations without
 /// individual pauses contribute their p50/p99/max.
-fn distributions(summaries: &[&Summary]) -> Vec<(String, Vec<f64>)> {
+fn distributions(summaries: &[&Summary]) -> Vec<(usize, String, Vec<f64>)> {
     summaries
         .iter()
-        .filter(|s| s.runs_ok > 0 && s.pause_max_ms > 0.0)
-        .map(|s| {
+        .filter(|s| s.runs_ok > 0)
+        .enumerate()
+        .filter(|(_, s)| s.pause_max_ms > 0.0)
+        .map(|(colour, s)| {
             let mut v: Vec<f64> = if s.pauses_ns.is_empty() {
                 vec![s.pause_p50_ms, s.pause_p99_ms, s.pause_max_ms]
             } else {
                 s.pauses_ns.iter().map(|p| *p as f64 / 1e6).collect()
             };
             v.sort_by(|a, b| a.total_cmp(b));
-            (s.config.clone(), v)
+            (colour, s.config.clone(), v)
         })
         .collect()
 }
@@ -111,7 +113,7 @@ fn distributions(summaries: &[&Summary]) -> Vec<(String, Vec<f64>)> {
 fn draw_distribution<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
-    series: &[(String, Vec<f64>)],
+    series: &[(usize, String, Vec<f64>)],
 ) -> Result<(), String>
 where
     DB::ErrorType: 'static,
@@ -119,7 +121,7 @@ where
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
     let top = series
         .iter()
-        .flat_map(|(_, v)| v.last().copied())
+        .flat_map(|(_, _, v)| v.last().copied())
         .fold(0.0f64, f64::max)
         .max(1e-6)
         * 1.1;
@@ -141,8 +143,8 @@ where
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
-    for (i, (label, v)) in series.iter().enumerate() {
-        let color = Palette99::pick(i);
+    for (colour, label, v) in series {
+        let color = Palette99::pick(*colour);
         let n = v.len() as f64;
         let points: Vec<(f64, f64)> = v
             .iter()
@@ -282,6 +284,3 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String> {
     }
     Ok(written)
 }
-
-#[doc(hidden)]
-pub type _SegmentedX = RangedCoordusize;
