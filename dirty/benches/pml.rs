@@ -201,7 +201,7 @@ fn write_percent(region: &Region, percent: usize) -> usize {
 /// Per subject, (measured harvest ns, modelled ns for the epoch) with
 /// `percent` written: medians over `reps`, the subjects interleaved within
 /// each repetition so that they see the same machine load. Each
-/// repetition opens a fresh source and warms it with one harvest of the
+/// repetition opens a fresh source and warms it with two harvests of the
 /// same pattern before the timed one.
 fn harvest_costs(
     subjects: &[Subject],
@@ -217,8 +217,12 @@ fn harvest_costs(
             let src = o.src();
             src.track(region.range()).unwrap();
             src.arm().unwrap();
-            write_percent(region, percent);
-            harvest_all(src);
+            // Two warm-up epochs: the model's report and log buffers (which
+            // alternate) both reach their steady-state size.
+            for _ in 0..2 {
+                write_percent(region, percent);
+                harvest_all(src);
+            }
             let before = o.counts();
             let written = write_percent(region, percent);
             let t0 = Instant::now();

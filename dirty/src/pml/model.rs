@@ -7,8 +7,8 @@
 //! the order the engine observes them (exact for the sync engine, batch
 //! order for the async one).
 //!
-//! **Dirty flags.** EPML: one flag per virtual page (the guest page-table
-//! dirty bit). SPML: per page, the frame whose EPT dirty flag is set (a
+//! **Dirty flags.** EPML: one bit per virtual page (the guest page-table
+//! dirty bit), kept as a bitmap. SPML: per page, the frame whose EPT dirty flag is set (a
 //! page that moved to a new frame has a clear flag again). Flags are set
 //! on a 0 -> 1 transition, which writes one PML entry, and cleared when the
 //! page is reported by a harvest (a dirty-flag clear with TLB flush).
@@ -39,11 +39,22 @@ pub const MAX_TRACKED_RANGES: usize = 4096;
 /// A SPML dirty flag value: set, for frame `f`: `FLAG_SET | f`.
 const FLAG_SET: u64 = 1 << 63;
 
+/// Set bit `i` of an EPML flag bitmap; true when it was clear (a 0 -> 1
+/// transition).
+fn set_bit(flags: &mut [u64], i: usize) -> bool {
+    let bit = 1u64 << (i % 64);
+    let word = &mut flags[i / 64];
+    let was_clear = *word & bit == 0;
+    *word |= bit;
+    was_clear
+}
+
 /// A tracked range and its per-page model state.
 pub struct TrackedRange {
     /// The pages.
     pub range: PageRange,
-    /// Per page: the dirty flag (EPML: 0/1; SPML: 0 or `FLAG_SET | frame`).
+    /// The dirty flags. EPML: a bitmap, bit `i % 64` of word `i / 64` for
+    /// page `i`. SPML: one word per page, 0 or `FLAG_SET | frame`.
     pub flags: RawVec<u64>,
     /// SPML: the frame the last reverse-map walk saw per page.
     pub walked_frames: RawVec<u64>,
@@ -190,13 +201,18 @@ impl Machine {
         let pages = range.pages();
         let mut tr = TrackedRange {
             range,
-            flags: RawVec::with_capacity(pages),
+            flags: RawVec::new(),
             walked_frames: RawVec::new(),
             synthetic_base: self.next_synthetic,
             fresh: true,
         };
         self.next_synthetic += pages as u64;
-        for _ in 0..pages {
+        let flag_words = match self.mode {
+            Mode::Epml => pages.div_ceil(64),
+            Mode::Spml => pages,
+        };
+        tr.flags.reserve(flag_words);
+        for _ in 0..flag_words {
             tr.flags.push(0);
         }
         if self.mode == Mode::Spml {
@@ -299,10 +315,9 @@ impl Machine {
         }
         let entry = match self.mode {
             Mode::Epml => {
-                if tr.flags[i] != 0 {
+                if !set_bit(&mut tr.flags, i) {
                     return;
                 }
-                tr.flags[i] = 1;
                 va
             }
             Mode::Spml => {
@@ -345,8 +360,7 @@ impl Machine {
                         i += 1;
                         match mode {
                             Mode::Epml => {
-                                if flags[k] == 0 {
-                                    flags[k] = 1;
+                                if set_bit(flags, k) {
                                     return Some(start + (k * PAGE_SIZE) as u64);
                                 }
                             }
@@ -390,8 +404,7 @@ impl Machine {
             let outcome = {
                 let mut transitions = std::iter::from_fn(|| {
                     for k in indices.by_ref() {
-                        if flags[k] == 0 {
-                            flags[k] = 1;
+                        if set_bit(flags, k) {
                             return Some(start + (k * PAGE_SIZE) as u64);
                         }
                     }
@@ -575,12 +588,19 @@ impl Machine {
             let start = tr.range.start as u64;
             let end = tr.range.end() as u64;
             let flags = tr.flags.as_mut_slice();
+            let bitmap = self.mode == Mode::Epml;
             while k < out.len() && out[k] < end {
                 let va = out[k];
                 debug_assert_eq!(va % PAGE_SIZE as u64, 0);
                 let i = ((va - start) / PAGE_SIZE as u64) as usize;
-                clears += (flags[i] != 0) as u64;
-                flags[i] = 0;
+                if bitmap {
+                    let bit = 1u64 << (i % 64);
+                    clears += (flags[i / 64] & bit != 0) as u64;
+                    flags[i / 64] &= !bit;
+                } else {
+                    clears += (flags[i] != 0) as u64;
+                    flags[i] = 0;
+                }
                 out[kept] = va;
                 kept += 1;
                 k += 1;
