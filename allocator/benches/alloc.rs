@@ -3,9 +3,11 @@
 //! glibc `malloc/free` with the same pattern, on 1 thread and on 2 threads.
 //! Criterion reports each; the ratios oohgc/glibc (median and minimum of 9
 //! interleaved rounds measured in this same run) are printed at the end.
+//! Also: `find_object` for interior pointers, random heap words and
+//! addresses outside the heap.
 
 use criterion::{criterion_group, Criterion};
-use oohgc_allocator::{alloc, free, ObjectKind};
+use oohgc_allocator::{alloc, find_object, free, heap_bounds, ObjectKind};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -95,6 +97,38 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|n| ring2(&Glibc, &sizes, n))
     });
     g.finish();
+
+    // The conservative scanner's question: is this word a pointer into an object?
+    let objs: Vec<usize> = (0..10_000)
+        .map(|i| alloc(16 + (i % 241), 8, ObjectKind::Managed) as usize)
+        .collect();
+    let (lo, _) = heap_bounds();
+    let span = objs.iter().max().unwrap() - lo;
+    let mut g = c.benchmark_group("find_object");
+    g.bench_function("interior_hit", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 7919) % objs.len();
+            black_box(find_object(objs[i] + 5))
+        })
+    });
+    g.bench_function("random_heap_word", |b| {
+        let mut x = 0x9e37_79b9u64;
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            black_box(find_object(lo + (x as usize) % span))
+        })
+    });
+    g.bench_function("outside_heap", |b| {
+        b.iter(|| black_box(find_object(black_box(0x1000))))
+    });
+    g.finish();
+    for p in objs {
+        // SAFETY: allocated above.
+        unsafe { free(p as *mut u8) };
+    }
 }
 
 /// (median, minimum) of the samples; the minimum is the least disturbed by
