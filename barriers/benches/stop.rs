@@ -3,7 +3,8 @@
 //! until each has made progress again; for sleeping threads, until
 //! `StoppedWorld` is dropped, since they were asleep anyway), with 1, 4 and 16
 //! registered threads, spinning or sleeping; plus the cost of listing
-//! `/proc/self/task`. Prints p50/p99 and ratios against the 1-spinning-thread
+//! `/proc/self/task`. `restart` is the `StoppedWorld` drop alone (it does not
+//! wait for threads to resume). Prints p50/p99 and ratios against the 1-spinning-thread
 //! figure measured in the same run.
 //!
 //! Run: `cargo bench -p oohgc-barriers --bench stop` (set
@@ -40,7 +41,8 @@ enum Kind {
     Sleeping,
 }
 
-fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, f64) {
+/// (stop, stop until all resumed, restart call alone, re-sends per stop)
+fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, Summary, f64) {
     let done = Arc::new(AtomicBool::new(false));
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
     let handles: Vec<_> = (0..threads)
@@ -62,6 +64,7 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
     }
     let mut stop = Vec::with_capacity(iterations);
     let mut stop_restart = Vec::with_capacity(iterations);
+    let mut restart_call = Vec::with_capacity(iterations);
     let mut resends = 0usize;
     let mut before = vec![0u64; threads];
     for iteration in 0..iterations + 10 {
@@ -73,6 +76,7 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
         let t1 = Instant::now();
         resends += world.stats().resends;
         drop(world);
+        let t_restart = Instant::now();
         if kind == Kind::Spinning {
             for (b, c) in before.iter().zip(counters.iter()) {
                 while c.load(Ordering::Relaxed) == *b {
@@ -84,6 +88,7 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
         if iteration >= 10 {
             stop.push((t1 - t0).as_nanos() as u64);
             stop_restart.push((t2 - t0).as_nanos() as u64);
+            restart_call.push((t_restart - t1).as_nanos() as u64);
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -94,6 +99,7 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
     (
         summarize(stop),
         summarize(stop_restart),
+        summarize(restart_call),
         resends as f64 / iterations as f64,
     )
 }
@@ -133,10 +139,10 @@ fn main() {
     let mut baseline = None;
     for kind in [Kind::Spinning, Kind::Sleeping] {
         for threads in [1, 4, 16] {
-            let (stop, restart, resends) = measure(threads, kind, iterations);
+            let (stop, restart, restart_call, resends) = measure(threads, kind, iterations);
             let base = *baseline.get_or_insert(stop.p50);
             println!(
-                "{:<10} {:>7} {:>8.1}us {:>8.1}us {:>12.1}us {:>12.1}us {:>8.2} {:>10.2}x",
+                "{:<8} {:>6} {:>8.1}us {:>8.1}us {:>12.1}us {:>12.1}us {:>10.1}us {:>8.2} {:>9.2}x",
                 threads,
                 if kind == Kind::Spinning {
                     "spin"
@@ -147,6 +153,7 @@ fn main() {
                 us(stop.p99),
                 us(restart.p50),
                 us(restart.p99),
+                us(restart_call.p50),
                 resends,
                 stop.p50 as f64 / base as f64
             );

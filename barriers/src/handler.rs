@@ -19,6 +19,12 @@
 //!    pending (the restart signal is blocked in the handler) and ends the
 //!    first `sigsuspend`, so none is lost.
 //!
+//! 5. Once restarted, it passes the restart signal on to its children in the
+//!    restart forest (see `stop_table::restart_children`) and records that it
+//!    did; the next stopper restarts directly any thread of the previous stop
+//!    that has not (`stop_table::finish_previous_restart`) before reusing the
+//!    table, so no thread can be left waiting for an old epoch.
+//!
 //! Restarts are not acknowledged: the stopper does not wait for resumed
 //! threads (waiting costs whole scheduler slices with more runnable threads
 //! than cores). A later stop copes with a thread still leaving its handler:
@@ -27,7 +33,7 @@
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
-use crate::stop_table::{find, ACKS_PENDING, ACK_WORD, EPOCH};
+use crate::stop_table::{find, index_of, pass_restart_on, ACKS_PENDING, ACK_WORD, EPOCH};
 use crate::sys;
 
 thread_local! {
@@ -97,4 +103,6 @@ fn suspend_until_restarted() {
         // SAFETY: `wait_mask` is a valid, initialised signal set.
         unsafe { libc::sigsuspend(&wait_mask) };
     }
+    pass_restart_on(index_of(target), epoch, crate::signals::restart_signal());
+    target.resumed_epoch.store(epoch, Ordering::SeqCst);
 }

@@ -105,6 +105,10 @@ pub fn stop_world() -> StoppedWorld {
     let start = sys::now_ns();
     let me = sys::gettid();
     let table = stop_table::targets();
+    let previous = EPOCH.load(Ordering::SeqCst);
+    if previous != 0 {
+        stop_table::finish_previous_restart(previous.wrapping_sub(1), signals::restart_signal());
+    }
     TARGET_COUNT.store(0, Ordering::Release);
     ACKS_PENDING.store(0, Ordering::SeqCst);
     // SeqCst: pairs with threads leaving a blocking region (Dekker).
@@ -161,8 +165,13 @@ impl Drop for StoppedWorld {
         // the new epoch (and does not wait) or is seen as acknowledged below.
         EPOCH.store(self.epoch.wrapping_add(1), Ordering::SeqCst);
         let restart = signals::restart_signal();
-        for target in stop_table::current_targets() {
-            if target.acked_epoch.load(Ordering::SeqCst) == self.epoch {
+        let targets = stop_table::current_targets();
+        let acked = |index: usize| targets[index].acked_epoch.load(Ordering::SeqCst) == self.epoch;
+        for (index, target) in targets.iter().enumerate() {
+            // Threads whose parent in the restart forest acknowledged are
+            // restarted by that parent.
+            let passed_on = stop_table::restart_parent(index).is_some_and(acked);
+            if acked(index) && !passed_on {
                 // Errors (ESRCH) only mean the thread is gone.
                 let _ = sys::tgkill(target.tid.load(Ordering::Relaxed), restart);
             }
@@ -206,6 +215,7 @@ fn list_and_signal(me: i32, table: &'static [Target], stats: &mut StopStats) -> 
         }
         let target = &table[index];
         target.acked_epoch.store(0, Ordering::Relaxed);
+        target.resumed_epoch.store(0, Ordering::Relaxed);
         target.sp.store(0, Ordering::Relaxed);
         target.thread_pointer.store(0, Ordering::Relaxed);
         let mut state = TargetState {
@@ -282,6 +292,10 @@ fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
             let tid = target.tid.load(Ordering::Relaxed);
             handle_late_thread(tid, state, now, suspend);
             if state.status == Status::Signalled {
+                // A thread still waiting in the handler of an older stop
+                // (whatever the reason) needs a restart signal before it
+                // can take the new suspend signal.
+                let _ = sys::tgkill(tid, signals::restart_signal());
                 match sys::tgkill(tid, suspend) {
                     Ok(()) => stats.resends += 1,
                     Err(libc::ESRCH) => state.status = Status::Gone,

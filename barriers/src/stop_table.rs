@@ -71,6 +71,8 @@ pub(crate) struct Target {
     pub tid: AtomicI32,
     /// The epoch it last acknowledged.
     pub acked_epoch: AtomicU32,
+    /// The epoch after which it has left its wait and passed the restart on.
+    pub resumed_epoch: AtomicU32,
     /// Its stack pointer inside the suspend handler.
     pub sp: AtomicUsize,
     /// Its thread pointer (`%fs` base), to find its TLS.
@@ -124,4 +126,78 @@ pub(crate) fn find(tid: i32) -> Option<&'static Target> {
     current_targets()
         .iter()
         .find(|t| t.tid.load(Ordering::Acquire) == tid)
+}
+
+/// Restarts propagate down a forest laid over the target table: targets 0
+/// and 1 are roots, and target `i` passes the restart on to `2i + 2` and
+/// `2i + 3`. The stopper signals only the roots and the targets whose parent
+/// did not acknowledge (so it cannot pass anything on); every restarted
+/// thread signals its children from its handler. With more runnable threads
+/// than cores the stopper is often preempted by the first thread it wakes;
+/// the woken threads then carry the restart on instead of waiting for it.
+pub(crate) fn restart_children(index: usize) -> [usize; 2] {
+    [2 * index + 2, 2 * index + 3]
+}
+
+/// The target that passes the restart on to target `index`, if any.
+pub(crate) fn restart_parent(index: usize) -> Option<usize> {
+    (index >= 2).then(|| (index - 2) / 2)
+}
+
+/// Sends the restart signal to the children of target `index` that
+/// acknowledged `epoch` (async-signal-safe; used by the handler).
+pub(crate) fn pass_restart_on(index: usize, epoch: u32, restart: i32) {
+    let targets = current_targets();
+    for child in restart_children(index) {
+        if let Some(target) = targets.get(child) {
+            if target.acked_epoch.load(Ordering::SeqCst) == epoch {
+                // ESRCH only means the thread is gone.
+                let _ = crate::sys::tgkill(target.tid.load(Ordering::Relaxed), restart);
+            }
+        }
+    }
+}
+
+/// Restarts directly every target of the previous stop (epoch `epoch`) that
+/// has not yet passed its restart on: its parent may not have run since the
+/// restart, and the table is about to be reused, after which the parent
+/// could no longer find it. Called by the next stopper before it resets the
+/// table. Extra restart signals are harmless (the epoch decides).
+pub(crate) fn finish_previous_restart(epoch: u32, restart: i32) {
+    for target in current_targets() {
+        if target.acked_epoch.load(Ordering::SeqCst) == epoch
+            && target.resumed_epoch.load(Ordering::SeqCst) != epoch
+        {
+            let _ = crate::sys::tgkill(target.tid.load(Ordering::Relaxed), restart);
+        }
+    }
+}
+
+/// The position of `target` in the table.
+pub(crate) fn index_of(target: &Target) -> usize {
+    let base = targets().as_ptr() as usize;
+    (target as *const Target as usize - base) / core::mem::size_of::<Target>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_forest_reaches_every_index_once() {
+        let mut parents = [0usize; 200];
+        for i in 0..200 {
+            for child in restart_children(i) {
+                if child < 200 {
+                    parents[child] += 1;
+                    assert_eq!(restart_parent(child), Some(i));
+                }
+            }
+        }
+        assert_eq!(parents[0], 0);
+        assert_eq!(parents[1], 0);
+        assert!(parents[2..].iter().all(|&n| n == 1));
+        assert_eq!(restart_parent(0), None);
+        assert_eq!(restart_parent(1), None);
+    }
 }
