@@ -22,7 +22,17 @@
 //! a thread interrupted while running on an alternate signal stack reports
 //! that stack's mapping; TLS of modules loaded with `dlopen` (dynamic TLS)
 //! is in memory from glibc's malloc and is not reported; `fork()` while
-//! holding a `StoppedWorld` is not supported.
+//! holding a `StoppedWorld` is not supported; the suspend handler touches a
+//! const `thread_local!`, which is async-signal-safe when this crate is
+//! linked into the executable (static TLS) but not from a `dlopen`ed
+//! library (the first access may allocate).
+//!
+//! Rules for the collector: one stop at a time (`stop_world` holds an
+//! internal lock until the `StoppedWorld` is dropped; calling it again on the
+//! same thread while holding one deadlocks). While the world is stopped, do
+//! not call anything that takes a lock a stopped thread may hold: glibc's
+//! `malloc`, `dl_iterate_phdr` (the loader lock), stdio; this crate's stop
+//! path itself only makes system calls.
 
 #![warn(missing_docs)]
 
