@@ -25,6 +25,12 @@ fn main() {
             args.worker.workload
         )));
     }
+    // Start the collector (and open OOHGC_DIRTY's source) before the
+    // workload, so that an unavailable source is reported as such even by
+    // a workload too small to trigger a collection.
+    if let Err(e) = oohgc::init() {
+        finish(Err(format!("oohgc: {e}")));
+    }
     let mut heap = OohgcHeap::new();
     finish(Ok(run_on_heap(&args.worker, &mut heap)))
 }

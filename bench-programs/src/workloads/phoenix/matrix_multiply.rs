@@ -10,7 +10,7 @@ use crate::workloads::{Size, SEED};
 
 /// Matrix order for `size` (see the size table in `phoenix`).
 pub fn order(size: Size) -> usize {
-    size.pick(48, 256, 512, 1024)
+    size.pick(48, 640, 1000, 1600)
 }
 
 /// Run matrix-multiply at `size`; returns the checksum.

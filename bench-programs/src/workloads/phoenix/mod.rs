@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | histogram | 0.1 / 0.5 / 1.5 GB bitmap | 1 / 32 / 160 / 480 MiB of RGB bytes (1/3.2) |
 //! | kmeans | -p 500 / 1K / 5K (-s 100) | 2K / 100K / 200K / 1M points, 3-D, 16 means |
-//! | matrix-multiply | 500 / 1K / 2K | 48 / 256 / 512 / 1024 square (1/2) |
-//! | pca | -r/-c 1K / 5K / 10K | 48 / 256 / 512 / 1024 square |
+//! | matrix-multiply | 500 / 1K / 2K | 48 / 640 / 1000 / 1600 square |
+//! | pca | -r/-c 1K / 5K / 10K | 48 / 768 / 1024 / 1536 square (the covariance is O(r^2 c)) |
 //! | string-match | 50 / 100 / 200 MB | 0.25 / 16 / 32 / 64 MiB of text (1/3) |
 //! | word-count | 50 / 100 / 200 MB | 0.25 / 16 / 32 / 64 MiB of text (1/3) |
 

@@ -10,7 +10,7 @@ use crate::workloads::{Size, SEED};
 
 /// Rows (= columns) for `size` (see the size table in `phoenix`).
 pub fn order(size: Size) -> usize {
-    size.pick(48, 256, 512, 1024)
+    size.pick(48, 768, 1024, 1536)
 }
 
 /// Run pca at `size`; returns the checksum.
