@@ -40,6 +40,14 @@ thread_local! {
     /// Suspensions this thread acknowledged (const, no destructor: safe to
     /// touch in a signal handler).
     static SUSPENSIONS: Cell<u64> = const { Cell::new(0) };
+    /// Suspend signals this thread's handler received, stale ones included.
+    static SUSPEND_SIGNALS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many suspend signals the calling thread has received (including stale
+/// or duplicate ones that did not suspend it).
+pub fn current_thread_suspend_signals() -> u64 {
+    SUSPEND_SIGNALS.with(Cell::get)
 }
 
 /// How many times the calling thread has been suspended by `stop_world`.
@@ -54,6 +62,7 @@ pub(crate) extern "C" fn suspend_handler(
     _context: *mut libc::c_void,
 ) {
     let saved_errno = sys::errno();
+    SUSPEND_SIGNALS.with(|c| c.set(c.get() + 1));
     suspend_until_restarted();
     sys::set_errno(saved_errno);
 }

@@ -56,7 +56,7 @@ mod world_lock;
 pub use blocking::{enter_blocking, BlockingGuard};
 pub use current::current_thread_roots;
 pub use error::{BarrierError, ShortText, SignalRole};
-pub use handler::current_thread_suspensions;
+pub use handler::{current_thread_suspend_signals, current_thread_suspensions};
 pub use registry::{
     exclude_current_thread, register_current_thread, registered_thread_count, set_thread_exit_hook,
     unregister_current_thread, MAX_REGISTERED_THREADS, MAX_TLS_RANGES,

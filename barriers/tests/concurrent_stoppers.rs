@@ -1,0 +1,62 @@
+//! Two threads stopping the world at the same time: each stopper is a
+//! target of the other while it waits for the world lock, which must not
+//! deadlock. A watchdog (excluded from stops) fails the test instead of
+//! hanging.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn two_stoppers_take_turns_without_deadlock() {
+    oohgc_barriers::init(Default::default()).unwrap();
+    let finished = Arc::new(AtomicBool::new(false));
+    {
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            oohgc_barriers::exclude_current_thread();
+            for _ in 0..1200 {
+                if finished.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!("concurrent_stoppers: deadlock (60 s watchdog)");
+            std::process::exit(1);
+        });
+    }
+    let progress = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (finished, progress) = (finished.clone(), progress.clone());
+        std::thread::spawn(move || {
+            oohgc_barriers::register_current_thread();
+            while !finished.load(Ordering::Relaxed) {
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let stoppers: Vec<_> = (0..2)
+        .map(|_| {
+            let progress = progress.clone();
+            std::thread::spawn(move || {
+                oohgc_barriers::register_current_thread();
+                for _ in 0..200 {
+                    let world = oohgc_barriers::stop_world();
+                    let frozen = progress.load(Ordering::Relaxed);
+                    std::hint::black_box(world.thread_count());
+                    assert_eq!(
+                        progress.load(Ordering::Relaxed),
+                        frozen,
+                        "the worker ran while a stopper held the world"
+                    );
+                    drop(world);
+                }
+            })
+        })
+        .collect();
+    for s in stoppers {
+        s.join().unwrap();
+    }
+    finished.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+}
