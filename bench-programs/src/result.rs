@@ -76,14 +76,30 @@ impl RunResult {
         self.extra.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
-    /// Sum of the counters whose names end in `_modelled_ns` (modelled
-    /// hardware time, never measured time).
+    /// Modelled hardware time, ns (never measured time): the source's
+    /// `*total_modelled_ns` counter where it gives one, else the sum of
+    /// its `*_modelled_ns` counters.
     pub fn modelled_ns(&self) -> u64 {
+        if let Some((_, total)) = self
+            .counters
+            .iter()
+            .find(|(n, _)| n.ends_with("total_modelled_ns"))
+        {
+            return *total;
+        }
         self.counters
             .iter()
             .filter(|(n, _)| n.ends_with("_modelled_ns"))
             .map(|(_, v)| *v)
             .sum()
+    }
+
+    /// A named counter, 0 when absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
     }
 }
 
@@ -103,6 +119,20 @@ mod tests {
         let back = RunResult::from_output(&out).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.modelled_ns(), 5);
+        assert_eq!(back.counter("exits"), 2);
         assert!(RunResult::from_output("nothing").is_err());
+        let with_total = RunResult {
+            counters: vec![
+                ("a_modelled_ns".into(), 5),
+                ("b_modelled_ns".into(), 7),
+                ("pml_total_modelled_ns".into(), 12),
+            ],
+            ..RunResult::default()
+        };
+        assert_eq!(
+            with_total.modelled_ns(),
+            12,
+            "the total is not added to its parts"
+        );
     }
 }

@@ -73,8 +73,12 @@ pub struct Summary {
     pub max_stall_ms: f64,
     /// Median dirty pages harvested.
     pub dirty_pages: f64,
-    /// Median modelled hardware time (sum of `*_modelled_ns`), ms.
+    /// Median modelled hardware time (see `RunResult::modelled_ns`), ms.
     pub modelled_ms: f64,
+    /// Median measured time inside the source's harvests (`harvest_ns`), ms.
+    pub harvest_ms: f64,
+    /// Median PML log entries (`pml_entries_logged`; 0 for other sources).
+    pub pml_entries: f64,
     /// Median of each counter, by name.
     pub counters: Vec<(String, f64)>,
     /// Median of each workload-specific figure, by name.
@@ -370,6 +374,8 @@ pub fn summarize(
         max_stall_ms: med(&|r| ms(r.max_stall_ns)),
         dirty_pages: med(&|r| r.dirty_pages as f64),
         modelled_ms: med(&|r| ms(r.modelled_ns())),
+        harvest_ms: med(&|r| ms(r.counter("harvest_ns"))),
+        pml_entries: med(&|r| r.counter("pml_entries_logged") as f64),
         counters,
         extra,
         wall_vs_baseline: None,

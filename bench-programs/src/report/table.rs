@@ -120,6 +120,8 @@ pub fn heap_table(report: &Report) -> Table {
         "stall ms",
         "dirty pg",
         "track ovh",
+        "harv ms",
+        "PML ent",
         "model ms",
         "checksum",
     ]);
@@ -155,6 +157,8 @@ pub fn heap_table(report: &Report) -> Table {
             ms(s.max_stall_ms),
             count(s.dirty_pages),
             ratio(s.tracking_overhead),
+            ms(s.harvest_ms),
+            count(s.pml_entries),
             ms(s.modelled_ms),
             checksum,
         ]);
@@ -215,16 +219,28 @@ pub fn array_writer_table(report: &Report) -> Table {
 pub const LEGEND: &str = "\
 wall/cpu: median of the runs; vs base: wall / baseline's wall (same run); p50/p99/max: collector pauses;
 stall: longest gap the mutator itself saw (clock sampled every 64 allocations); dirty pg: pages harvested;
-track ovh: wall / oohgc/none's wall; model ms: modelled PML hardware time (estimate, not measured);
+track ovh: wall / oohgc/none's wall; harv ms: measured time in the source's harvests; PML ent: PML log
+entries; model ms: modelled PML hardware time for the same events (an estimate, not a measurement);
 checksum: high 32 bits, `ok` when equal across every configuration of the workload.
 ";
 
 /// The `run` output.
 pub fn render(report: &Report) -> String {
     let mut out = format!(
-        "size {}, {} run(s) per configuration, baseline {}\n\n",
+        "size {}, {} run(s) per configuration, baseline {}\n",
         report.size, report.runs, report.baseline
     );
+    if !report
+        .summaries
+        .iter()
+        .any(|s| s.config == report.baseline && s.runs_ok > 0)
+    {
+        out += &format!(
+            "(no run of the baseline {} succeeded in this suite: `vs base` is left empty; pick one with --baseline)\n",
+            report.baseline
+        );
+    }
+    out.push('\n');
     let heap = heap_table(report);
     if !heap.rows.is_empty() {
         out += &heap.to_text();
