@@ -39,7 +39,11 @@ fn runner_worker(workload: Workload, config: &str) -> RunResult {
 #[cfg(feature = "oohgc")]
 fn gc_worker(workload: Workload, source: &str) -> RunResult {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oohgc-bench-gc"));
-    cmd.env("OOHGC_DIRTY", source);
+    // A small first budget so that even tiny runs collect, and the
+    // collector's verifier re-marks after each concurrent cycle.
+    cmd.env("OOHGC_DIRTY", source)
+        .env("OOHGC_INITIAL_HEAP", "1M")
+        .env("OOHGC_VERIFY", "1");
     let config = format!("oohgc/{source}");
     cmd.args([
         "--workload",
@@ -63,7 +67,16 @@ fn heap_workloads_agree_across_backends() {
             others.push(runner_worker(w, "bdwgc"));
         }
         #[cfg(feature = "oohgc")]
-        others.push(gc_worker(w, "none"));
+        for source in ["none", "epml"] {
+            let r = gc_worker(w, source);
+            if w == Workload::BinaryTrees {
+                assert!(
+                    r.collections > 0,
+                    "binary-trees on oohgc/{source} never collected"
+                );
+            }
+            others.push(r);
+        }
         for other in others {
             assert_eq!(
                 other.checksum, reference.checksum,
