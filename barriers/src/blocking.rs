@@ -18,7 +18,7 @@ use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
 use crate::registry::{self, Slot};
-use crate::stop_table::EPOCH;
+use crate::stop_table::{EPOCH, STOPPER_TID};
 use crate::sys::{self, SpilledRegisters};
 
 /// Marks the calling thread as inside a blocking region until dropped.
@@ -70,6 +70,11 @@ impl Drop for BlockingGuard {
         };
         slot.blocking_depth.store(0, Ordering::Relaxed);
         slot.in_blocking.store(0, Ordering::SeqCst);
+        // Threads that are never stopped need not wait: excluded threads, and
+        // the thread holding the world stopped (it would wait for itself).
+        if slot.is_excluded() || STOPPER_TID.load(Ordering::SeqCst) == sys::gettid() {
+            return;
+        }
         loop {
             let epoch = EPOCH.load(Ordering::SeqCst);
             if epoch & 1 == 0 {

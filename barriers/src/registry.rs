@@ -88,6 +88,13 @@ fn slots() -> &'static [Slot] {
     SLOTS.entries()
 }
 
+impl Slot {
+    /// Whether the thread is collector-internal (never stopped).
+    pub(crate) fn is_excluded(&self) -> bool {
+        self.excluded.load(Ordering::Relaxed) != 0
+    }
+}
+
 /// The calling thread's slot, if registered.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
     let index = SLOT_INDEX.with(Cell::get);

@@ -40,7 +40,7 @@ use crate::registry::{self, MAX_TLS_RANGES};
 use crate::signals;
 use crate::stop_table::{
     self, Status, Target, TargetState, ACKS_PENDING, ACK_WORD, EPOCH, MAX_STOPPED_THREADS,
-    TARGET_COUNT,
+    STOPPER_TID, TARGET_COUNT,
 };
 use crate::sys;
 use crate::task_list;
@@ -104,6 +104,7 @@ pub fn stop_world() -> StoppedWorld {
     world_lock::acquire();
     let start = sys::now_ns();
     let me = sys::gettid();
+    STOPPER_TID.store(me, Ordering::SeqCst);
     let table = stop_table::targets();
     let previous = EPOCH.load(Ordering::SeqCst);
     if previous != 0 {
@@ -178,6 +179,7 @@ impl Drop for StoppedWorld {
         }
         // Threads that left a blocking region during the stop wait on EPOCH.
         sys::futex_wake(&EPOCH, i32::MAX);
+        STOPPER_TID.store(0, Ordering::SeqCst);
         world_lock::release();
     }
 }
@@ -497,6 +499,7 @@ fn resolve_from_maps(targets: &[Target], indices: &[usize]) {
 /// Resets the stop machinery in a fork child (one thread, nobody stopping).
 pub(crate) fn reset_after_fork() {
     world_lock::reset();
+    STOPPER_TID.store(0, Ordering::Relaxed);
     let epoch = EPOCH.load(Ordering::Relaxed);
     if epoch & 1 == 1 {
         EPOCH.store(epoch.wrapping_add(1), Ordering::Relaxed);

@@ -30,6 +30,9 @@ pub(crate) static ACK_WORD: AtomicU32 = AtomicU32::new(0);
 /// every target, and wakes by itself at the re-send deadline.
 pub(crate) static ACKS_PENDING: AtomicI32 = AtomicI32::new(0);
 
+/// Thread id of the thread holding the world stopped (0: none).
+pub(crate) static STOPPER_TID: AtomicI32 = AtomicI32::new(0);
+
 /// Entries `[0, TARGET_COUNT)` of the table are this stop's targets.
 pub(crate) static TARGET_COUNT: AtomicUsize = AtomicUsize::new(0);
 

@@ -159,3 +159,41 @@ fn nested_blocking_regions_end_with_the_outermost() {
         "dropping an inner guard ended the outer region"
     );
 }
+
+#[test]
+fn stopper_and_excluded_threads_leave_blocking_regions_without_waiting() {
+    oohgc_barriers::init(Default::default()).unwrap();
+    // Register first: registration may use glibc's malloc, which a stopped
+    // thread could hold.
+    oohgc_barriers::register_current_thread();
+    // The stopper itself: leaving while it holds the world must not wait for
+    // its own restart.
+    let world = oohgc_barriers::stop_world();
+    drop(oohgc_barriers::enter_blocking());
+    drop(world);
+    // An excluded thread is never stopped, so it never waits either.
+    let go = Arc::new(AtomicBool::new(false));
+    let excluded_left = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (go, excluded_left) = (go.clone(), excluded_left.clone());
+        std::thread::spawn(move || {
+            oohgc_barriers::exclude_current_thread();
+            while !go.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            drop(oohgc_barriers::enter_blocking());
+            excluded_left.store(true, Ordering::Release);
+        })
+    };
+    let world = oohgc_barriers::stop_world();
+    go.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = false;
+    while !left && Instant::now() < deadline {
+        left = excluded_left.load(Ordering::Acquire);
+        std::hint::spin_loop();
+    }
+    drop(world);
+    handle.join().unwrap();
+    assert!(left, "an excluded thread waited for the restart");
+}
