@@ -173,11 +173,13 @@ fn stopper_and_excluded_threads_leave_blocking_regions_without_waiting() {
     drop(world);
     // An excluded thread is never stopped, so it never waits either.
     let go = Arc::new(AtomicBool::new(false));
+    let excluded = Arc::new(AtomicI32::new(0));
     let excluded_left = Arc::new(AtomicBool::new(false));
     let handle = {
-        let (go, excluded_left) = (go.clone(), excluded_left.clone());
+        let (go, excluded, excluded_left) = (go.clone(), excluded.clone(), excluded_left.clone());
         std::thread::spawn(move || {
             oohgc_barriers::exclude_current_thread();
+            excluded.store(tid(), Ordering::Release);
             while !go.load(Ordering::Acquire) {
                 std::hint::spin_loop();
             }
@@ -185,6 +187,7 @@ fn stopper_and_excluded_threads_leave_blocking_regions_without_waiting() {
             excluded_left.store(true, Ordering::Release);
         })
     };
+    wait_for(&excluded);
     let world = oohgc_barriers::stop_world();
     go.store(true, Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(10);
