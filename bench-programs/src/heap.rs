@@ -317,6 +317,8 @@ pub trait Heap {
         }
         let (l, r) = (root.left(), root.right());
         self.free_node(root);
+        // Freeing is work, not a stall: let the meter see it progress.
+        self.tick();
         self.free_tree(l);
         self.free_tree(r);
     }

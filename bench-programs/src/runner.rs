@@ -144,6 +144,12 @@ impl Binaries {
                 if !status.success() {
                     return Err(format!("building {GC_WORKER} failed ({status})"));
                 }
+            } else if gc_worker.exists() {
+                eprintln!(
+                    "warning: {} is older than this runner; rebuild it with \
+                     `cargo build --release -p oohgc-bench --bins`",
+                    gc_worker.display()
+                );
             }
         }
         Ok(Binaries { runner, gc_worker })
