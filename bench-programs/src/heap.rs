@@ -323,3 +323,89 @@ pub trait Heap {
         self.free_tree(r);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::malloc::MallocHeap;
+
+    /// A malloc heap that records the slots its write barrier was told about.
+    struct Recording {
+        inner: MallocHeap,
+        slots: std::cell::RefCell<Vec<usize>>,
+    }
+
+    impl Heap for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn frees_explicitly(&self) -> bool {
+            true
+        }
+        fn meter(&mut self) -> &mut StallMeter {
+            self.inner.meter()
+        }
+        fn alloc_node(&mut self, l: NodeRef, r: NodeRef, v: i64) -> NodeRef {
+            self.inner.alloc_node(l, r, v)
+        }
+        fn free_node(&mut self, n: NodeRef) {
+            self.inner.free_node(n)
+        }
+        fn alloc_refs(&mut self, len: usize) -> RefArray {
+            self.inner.alloc_refs(len)
+        }
+        fn free_refs(&mut self, refs: RefArray) {
+            self.inner.free_refs(refs)
+        }
+        fn alloc_data_bytes(&mut self, bytes: usize) -> NonNull<u8> {
+            self.inner.alloc_data_bytes(bytes)
+        }
+        fn free_data_bytes(&mut self, ptr: NonNull<u8>, bytes: usize) {
+            self.inner.free_data_bytes(ptr, bytes)
+        }
+        fn write_barrier(&self, slot: *const u8) {
+            self.slots.borrow_mut().push(slot as usize);
+        }
+        fn collect(&mut self) {}
+        fn figures(&self) -> CollectorFigures {
+            CollectorFigures::default()
+        }
+    }
+
+    #[test]
+    fn pointer_stores_store_and_call_the_barrier_with_the_slot() {
+        let mut heap = Recording {
+            inner: MallocHeap::new(),
+            slots: Default::default(),
+        };
+        let a = heap.alloc_node(NodeRef::NULL, NodeRef::NULL, 1);
+        let b = heap.alloc_node(NodeRef::NULL, NodeRef::NULL, 2);
+        let refs = heap.alloc_refs(4);
+        heap.set_left(a, b);
+        heap.set_right(b, a);
+        heap.set_ref(refs, 3, b);
+        assert_eq!(a.left(), b);
+        assert_eq!(b.right(), a);
+        assert_eq!(refs.get(3).value(), 2);
+        assert!(refs.get(0).is_null());
+        let base = |n: NodeRef| n.as_ptr() as usize;
+        assert_eq!(
+            *heap.slots.borrow(),
+            [base(a), base(b) + 8, refs.as_ptr() as usize + 24],
+            "barrier slots are the addresses stored to"
+        );
+        heap.free_refs(refs);
+        heap.free_node(a);
+        heap.free_node(b);
+    }
+
+    #[test]
+    fn data_buffers_are_zeroed_and_writable() {
+        let mut heap = MallocHeap::new();
+        let mut buf = heap.alloc_data::<f64>(1000);
+        assert!(buf.iter().all(|v| *v == 0.0));
+        buf[999] = 2.5;
+        assert_eq!(buf[999], 2.5);
+        heap.free_data(buf);
+    }
+}

@@ -496,3 +496,57 @@ mod tests {
         assert!(!sums[0].checksum_agrees);
     }
 }
+
+#[cfg(test)]
+mod worker_tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn worker_failures_become_table_notes() {
+        let e = run_worker(
+            sh("echo 'dirty source `x` is unavailable: no kernel support' >&2; exit 2"),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "unavailable: dirty source `x` is unavailable: no kernel support"
+        );
+        let e = run_worker(sh("echo boom >&2; exit 3"), Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e, "failed: boom");
+        let e = run_worker(sh("kill -SEGV $$"), Duration::from_secs(10)).unwrap_err();
+        assert!(e.starts_with("failed: ") && e.contains("SIGSEGV"), "{e}");
+        let e = run_worker(sh("exit 0"), Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("no result line"), "{e}");
+    }
+
+    #[test]
+    fn a_hung_worker_is_killed_at_the_timeout() {
+        let start = Instant::now();
+        let e = run_worker(sh("exec sleep 30"), Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_result_line_is_read_from_the_worker() {
+        let r = RunResult {
+            workload: "pca".into(),
+            checksum: 42,
+            ..RunResult::default()
+        };
+        let line = r.to_line().replace('\'', "'\\''");
+        let got = run_worker(
+            sh(&format!("echo noise; echo '{line}'")),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(got, r);
+    }
+}
