@@ -126,6 +126,9 @@ pub struct Machine {
     /// Between `arm` and `disarm`.
     pub armed: bool,
     scheduled_out: bool,
+    /// A range was untracked since the last report: logged pages may lie
+    /// outside every tracked range.
+    untracked_since_report: bool,
     /// Transitions held back while the vCPU is exited on a full ring.
     held: RawVec<(u64, u64)>,
     /// SPML pages resolved early (at `untrack`), reported at the next harvest.
@@ -161,6 +164,7 @@ impl Machine {
             counts,
             armed: false,
             scheduled_out: false,
+            untracked_since_report: false,
             held: RawVec::new(),
             carried: RawVec::new(),
             report: RawVec::new(),
@@ -251,6 +255,7 @@ impl Machine {
             self.carried = out;
         }
         self.ranges.swap_remove(i);
+        self.untracked_since_report = true;
         Ok(())
     }
 
@@ -574,8 +579,23 @@ impl Machine {
             }
             out.truncate(kept);
         }
-        // Sorted and unique: clear the flags range by range, dropping pages
-        // no longer tracked.
+        if self.mode == Mode::Epml {
+            // Every set flag belongs to a page logged since the last report,
+            // and every such page is in `out`: clear the bitmaps wholesale.
+            let mut clears = 0;
+            for tr in self.ranges.iter_mut() {
+                clears += tr.flags.iter().map(|w| w.count_ones() as u64).sum::<u64>();
+                tr.flags.as_mut_slice().fill(0);
+            }
+            self.counts.add(Event::DirtyFlagClears, clears);
+            if !std::mem::take(&mut self.untracked_since_report) {
+                // Every logged page is still tracked: nothing to drop.
+                self.report = out;
+                return Ok(());
+            }
+        }
+        // Sorted and unique: clear the flags range by range (SPML), dropping
+        // pages no longer tracked.
         let mut kept = 0;
         let mut clears = 0;
         let mut k = 0;
@@ -593,11 +613,8 @@ impl Machine {
                 let va = out[k];
                 debug_assert_eq!(va % PAGE_SIZE as u64, 0);
                 let i = ((va - start) / PAGE_SIZE as u64) as usize;
-                if bitmap {
-                    let bit = 1u64 << (i % 64);
-                    clears += (flags[i / 64] & bit != 0) as u64;
-                    flags[i / 64] &= !bit;
-                } else {
+                if !bitmap {
+                    // (EPML bitmaps were cleared wholesale above.)
                     clears += (flags[i] != 0) as u64;
                     flags[i] = 0;
                 }
@@ -608,6 +625,7 @@ impl Machine {
         }
         out.truncate(kept);
         self.counts.add(Event::DirtyFlagClears, clears);
+        self.untracked_since_report = false;
         self.report = out;
         Ok(())
     }
@@ -698,6 +716,24 @@ mod tests {
         assert_eq!(m.counts.get(Event::ReverseMapLookups), 1100);
         assert_eq!(m.spml.stats.fallbacks, 0);
         assert_eq!(m.hv.ring_mut().used(), 0, "every entry recycled");
+    }
+
+    #[test]
+    fn pages_of_an_untracked_range_are_not_reported() {
+        for mode in [Mode::Epml, Mode::Spml] {
+            let mut m = machine(mode, 100);
+            let second = PageRange::new(FAKE_BASE + 1000 * PAGE_SIZE, 100 * PAGE_SIZE).unwrap();
+            m.track(second).unwrap();
+            m.arm();
+            for (r, i) in [(0, 3), (1, 4), (0, 5)] {
+                let frame = m.ranges[r].synthetic_frame(i);
+                m.observe_at(r, i, frame);
+            }
+            m.untrack(PageRange::new(FAKE_BASE, 100 * PAGE_SIZE).unwrap()).unwrap();
+            m.collect().unwrap();
+            assert_eq!(m.report(), &[(second.start + 4 * PAGE_SIZE) as u64], "{mode:?}");
+            assert_eq!(m.counts.get(Event::DirtyFlagClears), 1, "{mode:?}");
+        }
     }
 
     #[test]
