@@ -729,9 +729,14 @@ mod tests {
                 let frame = m.ranges[r].synthetic_frame(i);
                 m.observe_at(r, i, frame);
             }
-            m.untrack(PageRange::new(FAKE_BASE, 100 * PAGE_SIZE).unwrap()).unwrap();
+            m.untrack(PageRange::new(FAKE_BASE, 100 * PAGE_SIZE).unwrap())
+                .unwrap();
             m.collect().unwrap();
-            assert_eq!(m.report(), &[(second.start + 4 * PAGE_SIZE) as u64], "{mode:?}");
+            assert_eq!(
+                m.report(),
+                &[(second.start + 4 * PAGE_SIZE) as u64],
+                "{mode:?}"
+            );
             assert_eq!(m.counts.get(Event::DirtyFlagClears), 1, "{mode:?}");
         }
     }
