@@ -4,11 +4,13 @@
 //! `StoppedWorld` is dropped, since they were asleep anyway), with 1, 4 and 16
 //! registered threads, spinning or sleeping; plus the cost of listing
 //! `/proc/self/task`. `restart` is the `StoppedWorld` drop alone (it does not
-//! wait for threads to resume). Prints p50/p99 and ratios against the 1-spinning-thread
+//! wait for threads to resume). Each row is measured twice: with the
+//! default acknowledgement spin of the stopper, and (`/nb`) sleeping on the
+//! futex at once. Prints p50/p99 and ratios against the 1-spinning-thread
 //! figure measured in the same run.
 //!
 //! Run: `cargo bench -p oohgc-barriers --bench stop` (set
-//! `OOHGC_BENCH_ITERS` to change the iteration count, default 200).
+//! `OOHGC_BENCH_ITERS` to change the iteration count, default 150).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -109,7 +111,7 @@ fn main() {
     let iterations: usize = std::env::var("OOHGC_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(150);
 
     let mut listing = Vec::with_capacity(iterations);
     let mut listed = 0;
@@ -140,25 +142,29 @@ fn main() {
     let mut baseline = None;
     for kind in [Kind::Spinning, Kind::Sleeping] {
         for threads in [1, 4, 16] {
-            let (stop, restart, restart_call, resends) = measure(threads, kind, iterations);
-            let base = *baseline.get_or_insert(stop.p50);
-            println!(
-                "{:<8} {:>6} {:>8.1}us {:>8.1}us {:>12.1}us {:>12.1}us {:>10.1}us {:>8.2} {:>9.2}x",
-                threads,
-                if kind == Kind::Spinning {
-                    "spin"
-                } else {
-                    "sleep"
-                },
-                us(stop.p50),
-                us(stop.p99),
-                us(restart.p50),
-                us(restart.p99),
-                us(restart_call.p50),
-                resends,
-                stop.p50 as f64 / base as f64
-            );
+            for spin_ns in [oohgc_barriers::DEFAULT_ACK_SPIN_NS, 0] {
+                oohgc_barriers::set_ack_spin_ns(spin_ns);
+                let (stop, restart, restart_call, resends) = measure(threads, kind, iterations);
+                let base = *baseline.get_or_insert(stop.p50);
+                println!(
+                    "{:<8} {:>6} {:>8.1}us {:>8.1}us {:>12.1}us {:>12.1}us {:>10.1}us {:>8.2} {:>9.2}x",
+                    threads,
+                    format!(
+                        "{}{}",
+                        if kind == Kind::Spinning { "spin" } else { "sleep" },
+                        if spin_ns == 0 { "/nb" } else { "" }
+                    ),
+                    us(stop.p50),
+                    us(stop.p99),
+                    us(restart.p50),
+                    us(restart.p99),
+                    us(restart_call.p50),
+                    resends,
+                    stop.p50 as f64 / base as f64
+                );
+            }
         }
     }
+    oohgc_barriers::set_ack_spin_ns(oohgc_barriers::DEFAULT_ACK_SPIN_NS);
     println!("(ratio: stop p50 / stop p50 with 1 spinning thread, same run)");
 }

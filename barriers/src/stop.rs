@@ -280,7 +280,9 @@ fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
         }
         let now = sys::now_ns();
         if now < deadline {
-            sys::futex_wait(&ACK_WORD, seen, Some(deadline - now));
+            if !spin_for_acknowledgements(seen, now) {
+                sys::futex_wait(&ACK_WORD, seen, Some(deadline - now));
+            }
             continue;
         }
         for target in stop_table::current_targets() {
@@ -311,6 +313,40 @@ fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
         }
         interval = (interval * 2).min(MAX_RESEND_INTERVAL_NS);
         deadline = sys::now_ns() + interval;
+    }
+}
+
+/// Default of [`set_ack_spin_ns`]: how long the stopper polls for the last
+/// acknowledgements before it sleeps on the futex (a cross-CPU wake-up of a
+/// sleeping stopper costs ~20 us on the project's VM; a running target
+/// acknowledges faster).
+pub const DEFAULT_ACK_SPIN_NS: u64 = 30_000;
+
+static ACK_SPIN_NS: AtomicU64 = AtomicU64::new(DEFAULT_ACK_SPIN_NS);
+
+/// Sets how long `stop_world` polls for acknowledgements before sleeping
+/// (0: sleep at once). For tuning and for the benchmark's A/B comparison.
+pub fn set_ack_spin_ns(ns: u64) {
+    ACK_SPIN_NS.store(ns, Ordering::Relaxed);
+}
+
+/// Polls until every expected acknowledgement arrived or the spin time
+/// passed since `since`; returns whether the acknowledgement word moved.
+fn spin_for_acknowledgements(seen: u32, since: u64) -> bool {
+    let spin_ns = ACK_SPIN_NS.load(Ordering::Relaxed);
+    if spin_ns == 0 {
+        return false;
+    }
+    loop {
+        if ACK_WORD.load(Ordering::Acquire) != seen && ACKS_PENDING.load(Ordering::Acquire) <= 0 {
+            return true;
+        }
+        if sys::now_ns().saturating_sub(since) >= spin_ns {
+            return ACK_WORD.load(Ordering::Acquire) != seen;
+        }
+        for _ in 0..64 {
+            core::hint::spin_loop();
+        }
     }
 }
 
