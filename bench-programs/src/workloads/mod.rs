@@ -20,7 +20,7 @@ pub const SEED: u64 = 0x00A1_1CE5_EED5;
 /// A workload size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Size {
-    /// Seconds-or-less size for tests.
+    /// Milliseconds-scale size for tests.
     #[value(name = "tiny")]
     Tiny,
     /// Small (the OoH paper's S, scaled where noted).
