@@ -7,6 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: a stop by one test could race
+/// with another test's thread entering its blocking region (a thread entering
+/// a region while a stop is being set up may legitimately be signalled once).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn tid() -> i32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() }
@@ -38,6 +47,7 @@ fn wait_for(flag: &AtomicI32) -> i32 {
 
 #[test]
 fn thread_in_blocking_region_is_not_signalled_but_reported() {
+    let _serial = serial();
     oohgc_barriers::init(Default::default()).unwrap();
     const SENTINEL: usize = 0x5EED_B10C_0000_0001;
     let started = Arc::new(AtomicI32::new(0));
@@ -90,6 +100,7 @@ fn thread_in_blocking_region_is_not_signalled_but_reported() {
 
 #[test]
 fn leaving_a_blocking_region_during_a_stop_waits_for_restart() {
+    let _serial = serial();
     oohgc_barriers::init(Default::default()).unwrap();
     let started = Arc::new(AtomicI32::new(0));
     let left = Arc::new(AtomicBool::new(false));
@@ -127,6 +138,7 @@ fn leaving_a_blocking_region_during_a_stop_waits_for_restart() {
 
 #[test]
 fn nested_blocking_regions_end_with_the_outermost() {
+    let _serial = serial();
     oohgc_barriers::init(Default::default()).unwrap();
     let started = Arc::new(AtomicI32::new(0));
     let release = Arc::new(AtomicBool::new(false));
@@ -162,6 +174,7 @@ fn nested_blocking_regions_end_with_the_outermost() {
 
 #[test]
 fn stopper_and_excluded_threads_leave_blocking_regions_without_waiting() {
+    let _serial = serial();
     oohgc_barriers::init(Default::default()).unwrap();
     // Register first: registration may use glibc's malloc, which a stopped
     // thread could hold.
