@@ -30,11 +30,12 @@ fn bottom_up<H: Heap>(heap: &mut H, depth: u32) -> NodeRef {
 }
 
 /// The benchmark's "check": the node count.
-fn check(node: NodeRef) -> u64 {
+fn check<H: Heap>(heap: &mut H, node: NodeRef) -> u64 {
+    heap.tick();
     if node.left().is_null() {
         1
     } else {
-        1 + check(node.left()) + check(node.right())
+        1 + check(heap, node.left()) + check(heap, node.right())
     }
 }
 
@@ -42,7 +43,7 @@ fn check(node: NodeRef) -> u64 {
 pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let n = max_depth(size);
     let stretch = bottom_up(heap, n + 1);
-    let mut checksum = check(stretch);
+    let mut checksum = check(heap, stretch);
     heap.free_tree(stretch);
 
     let long_lived = bottom_up(heap, n);
@@ -52,13 +53,13 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
         let mut sum = 0;
         for _ in 0..iterations {
             let tree = bottom_up(heap, depth);
-            sum += check(tree);
+            sum += check(heap, tree);
             heap.free_tree(tree);
         }
         checksum = mix(checksum, sum);
         depth += 2;
     }
-    checksum = mix(checksum, check(long_lived));
+    checksum = mix(checksum, check(heap, long_lived));
     heap.free_tree(long_lived);
     checksum
 }
@@ -72,7 +73,7 @@ mod tests {
     fn check_counts_every_node() {
         let mut heap = MallocHeap::new();
         let tree = bottom_up(&mut heap, 6);
-        assert_eq!(check(tree), 127);
+        assert_eq!(check(&mut heap, tree), 127);
         heap.free_tree(tree);
     }
 }

@@ -76,12 +76,13 @@ fn make_tree<H: Heap>(heap: &mut H, depth: u32) -> NodeRef {
     heap.alloc_node(left, right, 0)
 }
 
-/// Nodes reachable from `node`.
-pub fn count_nodes(node: NodeRef) -> u64 {
+/// Nodes reachable from `node` (ticking the stall meter per node).
+pub fn count_nodes<H: Heap>(heap: &mut H, node: NodeRef) -> u64 {
     if node.is_null() {
         0
     } else {
-        1 + count_nodes(node.left()) + count_nodes(node.right())
+        heap.tick();
+        1 + count_nodes(heap, node.left()) + count_nodes(heap, node.right())
     }
 }
 
@@ -93,14 +94,14 @@ fn time_construction<H: Heap>(heap: &mut H, p: &Params, depth: u32) -> u64 {
         let tree = heap.alloc_node(NodeRef::NULL, NodeRef::NULL, 0);
         populate(heap, depth, tree);
         if i + 1 == iterations {
-            checksum = mix(checksum, count_nodes(tree));
+            checksum = mix(checksum, count_nodes(heap, tree));
         }
         heap.free_tree(tree);
     }
     for i in 0..iterations {
         let tree = make_tree(heap, depth);
         if i + 1 == iterations {
-            checksum = mix(checksum, count_nodes(tree));
+            checksum = mix(checksum, count_nodes(heap, tree));
         }
         heap.free_tree(tree);
     }
@@ -111,7 +112,7 @@ fn time_construction<H: Heap>(heap: &mut H, p: &Params, depth: u32) -> u64 {
 pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let p = params(size);
     let stretch = make_tree(heap, p.stretch_depth);
-    let mut checksum = count_nodes(stretch);
+    let mut checksum = count_nodes(heap, stretch);
     heap.free_tree(stretch);
 
     let long_lived = heap.alloc_node(NodeRef::NULL, NodeRef::NULL, 0);
@@ -134,7 +135,7 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
         "GCBench: the long-lived array was corrupted (a collector freed live data)"
     );
     checksum = mix(checksum, array[probe].to_bits());
-    checksum = mix(checksum, count_nodes(long_lived));
+    checksum = mix(checksum, count_nodes(heap, long_lived));
     heap.free_tree(long_lived);
     heap.free_data(array);
     checksum
@@ -149,11 +150,11 @@ mod tests {
     fn trees_have_the_expected_node_counts() {
         let mut heap = MallocHeap::new();
         let tree = make_tree(&mut heap, 5);
-        assert_eq!(count_nodes(tree), tree_size(5));
+        assert_eq!(count_nodes(&mut heap, tree), tree_size(5));
         heap.free_tree(tree);
         let root = heap.alloc_node(NodeRef::NULL, NodeRef::NULL, 0);
         populate(&mut heap, 4, root);
-        assert_eq!(count_nodes(root), tree_size(4));
+        assert_eq!(count_nodes(&mut heap, root), tree_size(4));
         heap.free_tree(root);
     }
 

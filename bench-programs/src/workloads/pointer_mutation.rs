@@ -59,11 +59,12 @@ fn tree<H: Heap>(heap: &mut H, depth: u32) -> NodeRef {
     heap.alloc_node(l, r, 1)
 }
 
-fn count(node: NodeRef) -> u64 {
+fn count<H: Heap>(heap: &mut H, node: NodeRef) -> u64 {
     if node.is_null() {
         0
     } else {
-        node.value() as u64 + count(node.left()) + count(node.right())
+        heap.tick();
+        node.value() as u64 + count(heap, node.left()) + count(heap, node.right())
     }
 }
 
@@ -114,18 +115,20 @@ pub fn run<H: Heap>(heap: &mut H, size: Size, knobs: &Knobs) -> u64 {
     let mut checksum = mix(0, churned as u64);
     for i in 0..n {
         let v = vertices.get(i);
+        heap.tick();
         checksum = mix(
             checksum,
             (v.left().value() as u64) << 32 | v.right().value() as u64,
         );
     }
     for slot in 0..RING {
-        checksum = mix(checksum, count(ring.get(slot)));
+        checksum = mix(checksum, count(heap, ring.get(slot)));
         heap.free_tree(ring.get(slot));
     }
     heap.free_refs(ring);
     for i in 0..n {
         heap.free_node(vertices.get(i));
+        heap.tick();
     }
     heap.free_refs(vertices);
     checksum

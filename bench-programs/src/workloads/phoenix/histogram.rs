@@ -36,10 +36,13 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let mut total = heap.alloc_data::<u64>(768);
     for task in image.chunks(TASK_BYTES) {
         let mut partial = heap.alloc_data::<u64>(768);
-        for rgb in task.chunks_exact(3) {
+        for (pixel, rgb) in task.chunks_exact(3).enumerate() {
             partial[rgb[0] as usize] += 1;
             partial[256 + rgb[1] as usize] += 1;
             partial[512 + rgb[2] as usize] += 1;
+            if pixel % 64 == 0 {
+                heap.tick();
+            }
         }
         for (t, p) in total.iter_mut().zip(partial.iter()) {
             *t += *p;

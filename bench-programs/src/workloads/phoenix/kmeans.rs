@@ -30,8 +30,11 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let n = points(size);
     let mut rng = Rng::new(SEED ^ 0x6b6d);
     let mut coords = heap.alloc_data::<i64>(n * DIM);
-    for c in coords.iter_mut() {
-        *c = rng.below(GRID) as i64;
+    for point in coords.chunks_exact_mut(DIM) {
+        for c in point {
+            *c = rng.below(GRID) as i64;
+        }
+        heap.tick();
     }
     let mut means = heap.alloc_data::<i64>(CLUSTERS * DIM);
     means.copy_from_slice(&coords[..CLUSTERS * DIM]);

@@ -19,14 +19,18 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let mut rng = Rng::new(SEED ^ 0x6d6d);
     let mut a = heap.alloc_data::<i64>(n * n);
     let mut b_t = heap.alloc_data::<i64>(n * n);
-    for v in a.iter_mut() {
-        *v = rng.below(16) as i64;
+    for row in a.chunks_exact_mut(n) {
+        for v in row {
+            *v = rng.below(16) as i64;
+        }
+        heap.tick();
     }
     // Generate B row-major, store it transposed.
     for i in 0..n {
         for j in 0..n {
             b_t[j * n + i] = rng.below(16) as i64;
         }
+        heap.tick();
     }
     let mut checksum = 0;
     for i in 0..n {

@@ -18,12 +18,16 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
     let (rows, cols) = (order(size), order(size));
     let mut rng = Rng::new(SEED ^ 0x7063);
     let mut matrix = heap.alloc_data::<i64>(rows * cols);
-    for v in matrix.iter_mut() {
-        *v = rng.below(100) as i64;
+    for row in matrix.chunks_exact_mut(cols) {
+        for v in row {
+            *v = rng.below(100) as i64;
+        }
+        heap.tick();
     }
     let mut means = heap.alloc_data::<i64>(rows);
     for (r, mean) in means.iter_mut().enumerate() {
         *mean = matrix[r * cols..(r + 1) * cols].iter().sum::<i64>() / cols as i64;
+        heap.tick();
     }
     let mut checksum = 0;
     for i in 0..rows {

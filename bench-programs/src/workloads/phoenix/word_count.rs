@@ -87,6 +87,7 @@ pub fn run<H: Heap>(heap: &mut H, size: Size) -> u64 {
         let local = heap.alloc_refs(BUCKETS);
         text::for_each_word(&input[task_start..end], |s, l| {
             add(heap, local, &input, task_start + s, l, 1);
+            heap.tick();
         });
         for b in 0..BUCKETS {
             let mut node = local.get(b);
