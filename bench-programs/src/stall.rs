@@ -7,7 +7,10 @@
 //! [`SAMPLE_EVERY`] ticks it reads the monotonic clock (vDSO, ~20 ns) and
 //! keeps the largest gap between two samples. The figure is therefore the
 //! longest stall plus at most `SAMPLE_EVERY` units of ordinary work (a few
-//! microseconds), at a cost of well under a nanosecond per tick.
+//! microseconds), at a cost of well under a nanosecond per tick. Time the
+//! worker spends descheduled (more runnable threads than cores) is
+//! indistinguishable from a stall and is counted; compare configurations
+//! measured in the same run, never absolute figures.
 
 use std::time::Instant;
 
