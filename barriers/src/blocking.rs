@@ -68,6 +68,11 @@ impl Drop for BlockingGuard {
             }
             return;
         };
+        if !registry::slot_is_current(slot) {
+            // The thread unregistered inside the region: the slot may belong
+            // to another thread now, and this thread is no longer marked.
+            return;
+        }
         slot.blocking_depth.store(0, Ordering::Relaxed);
         slot.in_blocking.store(0, Ordering::SeqCst);
         // Threads that are never stopped need not wait: excluded threads, and

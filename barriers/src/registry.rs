@@ -95,6 +95,11 @@ impl Slot {
     }
 }
 
+/// Whether `slot` is the calling thread's registry slot.
+pub(crate) fn slot_is_current(slot: &Slot) -> bool {
+    current_slot().is_some_and(|mine| core::ptr::eq(mine, slot))
+}
+
 /// The calling thread's slot, if registered.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
     let index = SLOT_INDEX.with(Cell::get);
