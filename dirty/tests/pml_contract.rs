@@ -146,7 +146,13 @@ impl XorShift {
 fn randomized(name: &'static str, engine: Engine, seed: u64) {
     const PAGES: usize = 512;
     const WRITERS: usize = 3;
-    const HARVESTS: usize = 150;
+    // OOHGC_PML_STRESS_HARVESTS=n runs a longer stress.
+    let harvests: usize = std::env::var("OOHGC_PML_STRESS_HARVESTS")
+        .map(|v| {
+            v.parse()
+                .expect("OOHGC_PML_STRESS_HARVESTS: a whole number")
+        })
+        .unwrap_or(150);
     let src: Arc<dyn DirtySource> = Arc::from(open_source(name, engine).unwrap());
     let base = map_pages(PAGES);
     src.track(PageRange::new(base, PAGES * PAGE_SIZE).unwrap())
@@ -178,7 +184,7 @@ fn randomized(name: &'static str, engine: Engine, seed: u64) {
         .collect();
     let mut rng = XorShift(seed);
     let mut reports: Vec<HashSet<usize>> = Vec::new();
-    for h in 0..HARVESTS {
+    for h in 0..harvests {
         std::thread::sleep(Duration::from_micros(rng.next() % 2000));
         assert_eq!(started.fetch_add(1, Ordering::SeqCst), h);
         reports.push(harvest_pages(&*src, base).into_iter().collect());
@@ -188,7 +194,7 @@ fn randomized(name: &'static str, engine: Engine, seed: u64) {
     let mut checked = 0;
     for w in writers {
         for (page, d, s) in w.join().unwrap() {
-            if s < HARVESTS {
+            if s < harvests {
                 assert!(
                     (d..=s).any(|h| reports[h].contains(&page)),
                     "{name}/{engine:?}: page {page} written while harvests {d}..{s} ran, before harvest {s} began, \
