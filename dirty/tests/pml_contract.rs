@@ -255,3 +255,14 @@ fn unknown_names_and_bad_ranges_are_refused() {
     drop(src);
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn selection_by_name_reaches_the_model() {
+    for name in ["epml", "spml"] {
+        let src = oohgc_dirty::open(name).unwrap();
+        assert_eq!(src.name(), name);
+        let mut modelled = false;
+        src.for_each_counter(&mut |n, _| modelled |= n.ends_with("_modelled_ns"));
+        assert!(modelled, "{name}: modelled counters are exposed");
+    }
+}
