@@ -2,9 +2,9 @@
 //!
 //! For `epml` and `spml` over both engines, with `pagemap-scan` as the
 //! baseline measured in the same run, over one range (default 256 MiB):
-//! the cost of a first write to a clean page and the harvest cost at
-//! 0/1/10/100% of pages written, each with the model's modelled hardware
-//! time beside the measured time; then a range sweep (16 MiB..1 GiB) of
+//! the cost of a first write to a clean page, the harvest cost at
+//! 0/1/10/100% of pages written (each with the model's modelled hardware
+//! time beside the measured time) and the next cycle's arm; then a range sweep (16 MiB..1 GiB) of
 //! SPML's harvest, whose reverse map grows with the tracked range; and the
 //! self-signal round trip used as the guest-interrupt unit cost.
 //!
@@ -208,8 +208,9 @@ fn harvest_costs(
     region: &Region,
     percent: usize,
     reps: usize,
-) -> Vec<(f64, Option<f64>)> {
+) -> Vec<(f64, Option<f64>, f64)> {
     let mut measured = vec![Vec::new(); subjects.len()];
+    let mut arm = vec![Vec::new(); subjects.len()];
     let mut modelled = vec![Vec::new(); subjects.len()];
     for _ in 0..reps {
         for (k, &subject) in subjects.iter().enumerate() {
@@ -236,13 +237,26 @@ fn harvest_costs(
             if let Some(m) = o.modelled(&o.counts().since(&before)) {
                 modelled[k].push(m as f64);
             }
+            // The next cycle: disarm, the program writes, arm again.
+            src.disarm().unwrap();
+            write_percent(region, percent);
+            let t0 = Instant::now();
+            src.arm().unwrap();
+            arm[k].push(t0.elapsed().as_nanos() as f64);
             src.untrack(region.range()).unwrap();
         }
     }
     measured
         .into_iter()
         .zip(modelled)
-        .map(|(m, model)| (median(m), (!model.is_empty()).then(|| median(model))))
+        .zip(arm)
+        .map(|((m, model), a)| {
+            (
+                median(m),
+                (!model.is_empty()).then(|| median(model)),
+                median(a),
+            )
+        })
         .collect()
 }
 
@@ -348,7 +362,7 @@ fn main() {
         );
     }
     println!();
-    let by_percent: Vec<Vec<(f64, Option<f64>)>> = percents
+    let by_percent: Vec<Vec<(f64, Option<f64>, f64)>> = percents
         .iter()
         .map(|&p| harvest_costs(&subjects, &region, p, reps))
         .collect();
@@ -357,12 +371,25 @@ fn main() {
         print!("{:<16}", s.label());
         let mut row = Vec::new();
         for cells in &by_percent {
-            let (m, model) = cells[k];
+            let (m, model, _) = cells[k];
             print!(" {:>11} {:>11}", show(m), show_opt(model));
             row.push(m);
         }
         println!();
         harvest.push((s, row));
+    }
+    println!("\narm (measured) after a cycle in which x% of pages were written");
+    print!("{:<16}", "source");
+    for p in percents {
+        print!(" {:>11}", format!("{p}%"));
+    }
+    println!();
+    for (k, &s) in subjects.iter().enumerate() {
+        print!("{:<16}", s.label());
+        for cells in &by_percent {
+            print!(" {:>11}", show(cells[k].2));
+        }
+        println!();
     }
     let base = &harvest[0].1;
     println!("\nratios against pagemap-scan (measured, same run):");
@@ -409,7 +436,7 @@ fn main() {
             1,
             reps,
         );
-        let ((spml, model), (epml, _)) = (cells[0], cells[1]);
+        let ((spml, model, _), (epml, _, _)) = (cells[0], cells[1]);
         println!(
             "{:>6} MiB {:>14} {:>18} {:>20} {:>14}",
             mib,

@@ -62,6 +62,9 @@ pub struct TrackedRange {
     pub synthetic_base: u64,
     /// Tracked since the last `arm`/`harvest`: every page counts as dirty.
     pub fresh: bool,
+    /// The engine has write-protected every page of the range (unpopulated
+    /// ones included) since it was tracked or last unprotected.
+    pub protection_installed: bool,
 }
 
 impl TrackedRange {
@@ -209,6 +212,7 @@ impl Machine {
             walked_frames: RawVec::new(),
             synthetic_base: self.next_synthetic,
             fresh: true,
+            protection_installed: false,
         };
         self.next_synthetic += pages as u64;
         let flag_words = match self.mode {
