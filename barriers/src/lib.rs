@@ -42,6 +42,7 @@ compile_error!("oohgc-barriers supports Linux on x86-64 only (thread pointer and
 mod blocking;
 mod current;
 mod error;
+mod foreign_bounds;
 mod handler;
 mod memory_map;
 mod raw_table;

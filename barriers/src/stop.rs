@@ -35,6 +35,7 @@
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
+use crate::foreign_bounds::{self, ThreadMappings};
 use crate::memory_map::{self, MappingQuery, Range};
 use crate::registry::{self, MAX_TLS_RANGES};
 use crate::signals;
@@ -495,39 +496,72 @@ fn resolve_roots() {
 /// Stack and TLS bounds of threads the registry cannot vouch for: the mapping
 /// that contains the suspended stack pointer, ending at the thread's TCB when
 /// the thread pointer lies in that mapping (glibc spawned threads), and the
-/// mapping around the thread pointer otherwise (the main thread).
+/// mapping around the thread pointer otherwise (the main thread). Mappings
+/// come from the per-thread cache, or from one pass over `/proc/self/maps`
+/// for the threads it does not know.
 fn resolve_from_maps(targets: &[Target], indices: &[usize]) {
     let mut queries = [MappingQuery::new(0); 128];
-    for (i, &index) in indices.iter().enumerate() {
-        queries[2 * i] = MappingQuery::new(targets[index].sp.load(Ordering::Relaxed));
-        queries[2 * i + 1] =
-            MappingQuery::new(targets[index].thread_pointer.load(Ordering::Relaxed));
-    }
-    let queries = &mut queries[..2 * indices.len()];
-    memory_map::find_mappings(queries);
-    let tcb_span = registry::tcb_span();
-    for (i, &index) in indices.iter().enumerate() {
+    let mut misses = [0usize; 64];
+    let mut miss_count = 0;
+    for &index in indices {
         let target = &targets[index];
-        // SAFETY: the world lock is held by this thread.
-        let state = unsafe { target.state_mut() };
+        let tid = target.tid.load(Ordering::Relaxed);
+        let sp = target.sp.load(Ordering::Relaxed);
+        let thread_pointer = target.thread_pointer.load(Ordering::Relaxed);
+        if let Some(mappings) = foreign_bounds::lookup(tid, thread_pointer, sp) {
+            apply_mappings(target, sp, thread_pointer, Some(mappings));
+        } else {
+            queries[2 * miss_count] = MappingQuery::new(sp);
+            queries[2 * miss_count + 1] = MappingQuery::new(thread_pointer);
+            misses[miss_count] = index;
+            miss_count += 1;
+        }
+    }
+    if miss_count == 0 {
+        return;
+    }
+    let queries = &mut queries[..2 * miss_count];
+    memory_map::find_mappings(queries);
+    for (i, &index) in misses[..miss_count].iter().enumerate() {
+        let target = &targets[index];
         let sp = queries[2 * i].addr;
         let thread_pointer = queries[2 * i + 1].addr;
-        let Some(stack_mapping) = queries[2 * i].found else {
-            state.stack = (sp, sp);
-            continue;
-        };
-        let mut hi = stack_mapping.end;
-        if stack_mapping.contains(thread_pointer) && tcb_span > 0 {
-            hi = hi.min(thread_pointer.saturating_add(tcb_span)).max(sp);
+        let mappings = queries[2 * i].found.map(|stack| ThreadMappings {
+            stack,
+            tls: queries[2 * i + 1].found,
+        });
+        if let Some(mappings) = mappings {
+            foreign_bounds::store(target.tid.load(Ordering::Relaxed), thread_pointer, mappings);
         }
-        state.stack = (sp, hi);
-        state.tls_len = 0;
-        if !(sp..hi).contains(&thread_pointer) {
-            if let Some(tls_mapping) = queries[2 * i + 1].found {
-                let window = memory_map::tls_window(thread_pointer, tls_mapping);
-                state.tls[0] = (window.start, window.end);
-                state.tls_len = 1;
-            }
+        apply_mappings(target, sp, thread_pointer, mappings);
+    }
+}
+
+/// Sets the stack and TLS ranges of `target` from its mappings.
+fn apply_mappings(
+    target: &Target,
+    sp: usize,
+    thread_pointer: usize,
+    mappings: Option<ThreadMappings>,
+) {
+    // SAFETY: the world lock is held by this thread.
+    let state = unsafe { target.state_mut() };
+    state.tls_len = 0;
+    let Some(mappings) = mappings else {
+        state.stack = (sp, sp);
+        return;
+    };
+    let mut hi = mappings.stack.end;
+    let tcb_span = registry::tcb_span();
+    if mappings.stack.contains(thread_pointer) && tcb_span > 0 {
+        hi = hi.min(thread_pointer.saturating_add(tcb_span)).max(sp);
+    }
+    state.stack = (sp, hi);
+    if !(sp..hi).contains(&thread_pointer) {
+        if let Some(tls_mapping) = mappings.tls {
+            let window = memory_map::tls_window(thread_pointer, tls_mapping);
+            state.tls[0] = (window.start, window.end);
+            state.tls_len = 1;
         }
     }
 }
