@@ -271,7 +271,13 @@ fn paper(args: PaperArgs) -> Result<(), String> {
     let report = execute(&plan, "oohgc/none", args.quiet)?;
     let names: Vec<&str> = sources.iter().map(String::as_str).collect();
     print!("{}", report::table::paper(&report, &names));
-    report::write_outputs(&report, &args.output)
+    let mut output = args.output.clone();
+    if let Some(path) = output.markdown.take() {
+        std::fs::write(&path, report::markdown::render_paper(&report, &names))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    report::write_outputs(&report, &output)
 }
 
 /// Run a plan with a progress bar on stderr.

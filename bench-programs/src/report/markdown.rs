@@ -2,7 +2,7 @@
 //! configuration (PML events and modelled time beside measured time), and
 //! the reasons for configurations that did not run.
 
-use super::table::{array_writer_table, failures, heap_table, LEGEND};
+use super::table::{array_writer_table, failures, heap_table, paper_tables, LEGEND};
 use crate::runner::Report;
 
 /// The Markdown text of `report`.
@@ -50,4 +50,20 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+/// The `paper` Markdown report: the GC-time and run-time tables in the
+/// layout of the paper's Figs. 5 and 6, then the full report.
+pub fn render_paper(report: &Report, sources: &[&str]) -> String {
+    let (gc, app) = paper_tables(report, sources);
+    let mut out = format!(
+        "# OoH Boehm evaluation, reproduced in shape\n\nSize {}, {} run(s) per configuration (medians).\n\n",
+        report.size, report.runs
+    );
+    out += "## GC time: sum of collector pauses, ms (cf. paper Fig. 5)\n\n";
+    out += &gc.to_markdown();
+    out += "\n## Application run time, ms (x oohgc/none: tracking overhead; cf. paper Fig. 6)\n\n";
+    out += &app.to_markdown();
+    out += "\n";
+    out + &render(report).replacen("# oohgc-bench report", "## All figures", 1)
 }

@@ -182,9 +182,15 @@ where
         .map_err(|e| format!("drawing failed: {e:?}"))?;
     let ok: Vec<&&Summary> = summaries.iter().filter(|s| s.runs_ok > 0).collect();
     let labels: Vec<String> = ok.iter().map(|s| s.config.clone()).collect();
-    let (left, rest) = root.split_horizontally(root.dim_in_pixel().0 as i32 / 3);
-    let (middle, right) = rest.split_horizontally(rest.dim_in_pixel().0 as i32 / 2);
     let array_writer = workload == "array-writer";
+    // array-writer has no collector, hence no pause panel.
+    let panels = if array_writer { 2 } else { 3 };
+    let (left, rest) = root.split_horizontally(root.dim_in_pixel().0 as i32 / panels);
+    let (middle, right) = if array_writer {
+        (rest.clone(), rest.clone())
+    } else {
+        rest.split_horizontally(rest.dim_in_pixel().0 as i32 / 2)
+    };
     let time = Bars {
         title: format!(
             "{workload}: {}",
@@ -239,11 +245,19 @@ where
             .collect(),
     };
     draw_bars(&middle, &pause)?;
-    draw_distribution(
-        &right,
-        &format!("{workload}: pause distribution"),
-        &distributions(summaries),
-    )?;
+    if !array_writer {
+        let series = distributions(summaries);
+        if series.is_empty() {
+            right
+                .titled(
+                    &format!("{workload}: no collector pauses in this run"),
+                    ("sans-serif", 18),
+                )
+                .map_err(|e| format!("drawing failed: {e:?}"))?;
+        } else {
+            draw_distribution(&right, &format!("{workload}: pause distribution"), &series)?;
+        }
+    }
     root.present()
         .map_err(|e| format!("writing the chart failed: {e:?}"))
 }
