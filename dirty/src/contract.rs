@@ -182,6 +182,18 @@ pub trait DirtySource: Send + Sync {
     /// Stop watching writes until the next `arm`.
     fn disarm(&self) -> Result<(), DirtyError>;
 
+    /// The caller has just discarded the contents of `range` (inside tracked
+    /// memory) with `MADV_DONTNEED`, before anything wrote it again. A source
+    /// whose tracking does not survive a discard (synchronous userfaultfd
+    /// loses the write-protection of anonymous pages) counts those pages
+    /// dirty, so the next harvest reports and re-arms them. The default does
+    /// nothing: async write-protect reports discarded pages as written, and
+    /// `mprotect` keeps the protection of the mapping.
+    fn discarded(&self, range: PageRange) -> Result<(), DirtyError> {
+        let _ = range;
+        Ok(())
+    }
+
     /// A snapshot of the common counters.
     fn counters(&self) -> Counters;
 

@@ -26,6 +26,7 @@
 pub mod contract;
 pub mod pml;
 pub mod raw_vec;
+pub mod service_thread;
 
 #[cfg(any(feature = "uffd", feature = "mprotect"))]
 mod bitmap;
@@ -49,6 +50,7 @@ pub mod uffd;
 
 pub use contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 pub use select::{open, open_best, open_with, probe, OpenOptions};
+pub use service_thread::set_service_thread_hook;
 
 /// Every source name [`open`] accepts, in the documented fallback order
 /// for "the best available".

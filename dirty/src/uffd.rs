@@ -61,6 +61,8 @@ struct Shared {
     counters: AtomicCounters,
     observer: Option<(FaultObserver, usize)>,
     stop: AtomicBool,
+    /// Set by the handler thread once it runs its own code (see `build`).
+    started: AtomicBool,
     /// eventfd the handler thread polls besides the userfaultfd, to stop.
     stop_fd: std::os::fd::OwnedFd,
 }
@@ -151,16 +153,28 @@ impl UffdSource {
             counters: AtomicCounters::default(),
             observer,
             stop: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             stop_fd,
         });
         let thread_shared = Arc::clone(&shared);
         let handler = std::thread::Builder::new()
             .name("oohgc-uffd".into())
-            .spawn(move || handler_loop(&thread_shared))
+            .spawn(move || {
+                thread_shared.started.store(true, Ordering::Release);
+                handler_loop(&thread_shared)
+            })
             .map_err(|e| DirtyError::Os {
                 op: "spawn the userfaultfd handler thread",
                 errno: e.raw_os_error().unwrap_or(0),
             })?;
+        // Wait until the handler runs its own code: the thread start frees
+        // memory through the global allocator, which may be tracked memory
+        // (a garbage collector's heap). Had a range been write-protected
+        // before that, the handler would fault on its own write and
+        // deadlock. From here on it writes only its stack and our mmap.
+        while !shared.started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         Ok(UffdSource {
             shared,
             handler: Some(handler),
@@ -178,6 +192,7 @@ impl UffdSource {
 /// The handler thread: poll, read fault messages into a stack buffer,
 /// resolve each. Allocates nothing.
 fn handler_loop(shared: &Shared) {
+    crate::service_thread::announce_current_thread();
     let mut messages = [[0u64; 4]; MESSAGES_PER_READ];
     let mut fds = [
         libc::pollfd {
@@ -317,6 +332,24 @@ impl DirtySource for UffdSource {
         bump(&self.shared.counters.harvests, 1);
         add_elapsed(&self.shared.counters.harvest_ns, t);
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn discarded(&self, range: PageRange) -> Result<(), DirtyError> {
+        // MADV_DONTNEED zaps anonymous pages together with their
+        // write-protection: a later write would not fault. Count the pages
+        // dirty; the next harvest reports them and write-protects them again
+        // (unpopulated pages get markers, WP_UNPOPULATED).
+        let state = self.shared.lock();
+        for (r, bitmap) in state.ranges.iter() {
+            let start = r.start.max(range.start);
+            let end = r.end().min(range.end());
+            let mut page = start;
+            while page < end {
+                bitmap.set((page - r.start) / PAGE_SIZE);
+                page += PAGE_SIZE;
+            }
+        }
+        Ok(())
     }
 
     fn disarm(&self) -> Result<(), DirtyError> {

@@ -197,7 +197,16 @@ fn finalizer_thread() {
             }
         };
         run_one(f);
+        clear_stack();
     }
+}
+
+/// Zero a stretch of this thread's dead stack, so that pointers left there
+/// by a finalizer do not keep objects alive (bdwgc's `GC_clear_stack`).
+#[inline(never)]
+fn clear_stack() {
+    let mut buf = [0usize; 2048];
+    std::hint::black_box(&mut buf);
 }
 
 fn run_one(f: Finalizable) {

@@ -5,6 +5,11 @@
 //! collection (so a `Gc` kept in a `Vec` keeps its target alive) and freed
 //! only by `dealloc`. The first allocation of a thread registers it with the
 //! collector.
+//!
+//! While the collector builds its dirty source, that thread's requests go to
+//! the C library's `malloc` instead (see `runtime::with_system_allocator`);
+//! `dealloc` and `realloc` recognise such blocks by their address, outside
+//! the heap's reservation.
 
 use crate::runtime;
 use oohgc_allocator::ObjectKind;
@@ -26,6 +31,9 @@ unsafe impl GlobalAlloc for GcAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         runtime::ensure_heap();
+        if runtime::using_system_allocator() {
+            return system_alloc(layout);
+        }
         runtime::register_current_thread();
         oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual)
     }
@@ -39,14 +47,54 @@ unsafe impl GlobalAlloc for GcAllocator {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        if !in_heap(ptr) {
+            // SAFETY: a block from system_alloc (posix_memalign).
+            unsafe { libc::free(ptr.cast()) };
+            return;
+        }
         // SAFETY: ptr came from alloc/realloc of this allocator.
         unsafe { oohgc_allocator::free(ptr) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !in_heap(ptr) {
+            // A system block stays a system block.
+            let new_layout = Layout::from_size_align(new_size, layout.align());
+            let Ok(new_layout) = new_layout else {
+                return std::ptr::null_mut();
+            };
+            let q = system_alloc(new_layout);
+            if !q.is_null() {
+                // SAFETY: both blocks are valid for the smaller size.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                    libc::free(ptr.cast());
+                }
+            }
+            return q;
+        }
         runtime::register_current_thread();
         // SAFETY: ptr came from this allocator with `layout`.
         unsafe { oohgc_allocator::realloc(ptr, new_size, layout.align()) }
     }
+}
+
+/// Whether `p` lies in the collected heap (else it is a `malloc` block).
+#[inline]
+fn in_heap(p: *mut u8) -> bool {
+    let (lo, hi) = oohgc_allocator::heap_bounds();
+    (p as usize).wrapping_sub(lo) < hi - lo
+}
+
+/// A block from the C library, for collector machinery (see the module docs).
+fn system_alloc(layout: Layout) -> *mut u8 {
+    let mut p: *mut libc::c_void = std::ptr::null_mut();
+    let align = layout.align().max(std::mem::size_of::<usize>());
+    // SAFETY: posix_memalign with a power-of-two alignment >= sizeof(void*).
+    let r = unsafe { libc::posix_memalign(&mut p, align, layout.size().max(1)) };
+    if r != 0 {
+        return std::ptr::null_mut();
+    }
+    p.cast()
 }

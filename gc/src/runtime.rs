@@ -44,6 +44,32 @@ enum ThreadRole {
 }
 
 thread_local! {
+    /// Set while this thread builds collector machinery whose memory must
+    /// not live in the tracked heap (see [`with_system_allocator`]).
+    static USE_SYSTEM_ALLOCATOR: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with this thread's `GcAllocator` requests served by the C
+/// library's `malloc`. Dirty sources keep state that their own fault
+/// handlers write (a userfaultfd handler's lock, a SIGSEGV handler's
+/// bookkeeping): if that state lived in the heap they write-protect, the
+/// handler would fault on its own write and deadlock. Memory allocated here
+/// is outside the heap, never tracked, never scanned (it holds no `Gc`
+/// pointers), and `GcAllocator::dealloc` hands it back to `free`.
+pub(crate) fn with_system_allocator<R>(f: impl FnOnce() -> R) -> R {
+    let old = USE_SYSTEM_ALLOCATOR.with(|c| c.replace(true));
+    let r = f();
+    USE_SYSTEM_ALLOCATOR.with(|c| c.set(old));
+    r
+}
+
+/// Whether this thread's global-allocator requests go to `malloc` now.
+#[inline]
+pub(crate) fn using_system_allocator() -> bool {
+    USE_SYSTEM_ALLOCATOR.with(|c| c.get())
+}
+
+thread_local! {
     static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Unknown) };
 }
 
@@ -133,7 +159,8 @@ pub(crate) fn start_collector() -> Result<(), InitError> {
         restart: cfg.restart_signal,
     })
     .map_err(|e| InitError::Signals(e.to_string()))?;
-    let source = open_dirty_source(&cfg)?;
+    oohgc_dirty::set_service_thread_hook(become_internal_thread);
+    let source = with_system_allocator(|| open_dirty_source(&cfg))?;
     {
         let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
         let src = SOURCE.get_or_init(|| source);

@@ -49,21 +49,39 @@ fn settle() {
     }
 }
 
+#[inline(never)]
+fn make_chains(log: &'static Mutex<Vec<u64>>, chains: u64) {
+    for c in 0..chains {
+        black_box(make_chain(log, 1000 + c * 10, 4));
+    }
+}
+
 #[test]
 fn finalizers_run_once_for_unreachable_objects_in_topological_order() {
+    // A conservative collector may keep an unreachable object alive through
+    // a stale word, so liveness is checked over many chains; safety (once
+    // only, never a reachable object, referrer before referent) is exact.
     static LOG: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let kept = make_chain(&LOG, 100, 3);
-    make_chain(&LOG, 200, 4); // dropped at once
+    make_chains(&LOG, 100);
     black_box(&kept);
     for _ in 0..8 {
         settle();
     }
     let log = LOG.lock().unwrap().clone();
-    // The unreachable chain 200 -> 201 -> 202 -> 203 is finalized in order,
-    // one link per cycle at most, each exactly once; the kept chain never.
-    let dropped: Vec<u64> = log.iter().copied().filter(|&i| i >= 200).collect();
-    assert_eq!(dropped, vec![200, 201, 202, 203], "log: {log:?}");
-    assert!(log.iter().all(|&i| i >= 200), "a reachable object was finalized: {log:?}");
+    assert!(log.iter().all(|&i| i >= 1000), "a reachable object was finalized: {log:?}");
+    let mut seen = std::collections::HashSet::new();
+    for &i in &log {
+        assert!(seen.insert(i), "object {i} finalized twice");
+        if i % 10 != 0 {
+            // Referrers (lower index in the chain) are finalized first.
+            let pos = log.iter().position(|&x| x == i).unwrap();
+            let prev = log.iter().position(|&x| x == i - 1);
+            assert!(prev.is_some_and(|p| p < pos), "{i} finalized before its referrer {}", i - 1);
+        }
+    }
+    let complete = (0..100u64).filter(|c| (0..4).all(|k| seen.contains(&(1000 + c * 10 + k)))).count();
+    assert!(complete >= 90, "only {complete}/100 unreachable chains were fully finalized");
     assert_eq!(kept.id, 100);
     assert_eq!(kept.next.as_ref().unwrap().id, 101);
 }
@@ -89,8 +107,9 @@ fn a_panicking_finalizer_does_not_stop_the_collector() {
     for _ in 0..3 {
         settle();
     }
-    assert_eq!(RAN.load(Ordering::SeqCst), 10);
-    assert_eq!(oohgc::finalizer_panics() - before, 10);
+    let ran = RAN.load(Ordering::SeqCst);
+    assert!(ran >= 8, "only {ran} of 10 finalizers ran");
+    assert_eq!(oohgc::finalizer_panics() - before, ran);
     // The collector still works.
     let g = Gc::new(42u64);
     collect_many(2);
@@ -99,31 +118,36 @@ fn a_panicking_finalizer_does_not_stop_the_collector() {
 
 #[test]
 fn resurrected_objects_stay_valid() {
-    static SAVED: AtomicUsize = AtomicUsize::new(0);
+    static SAVED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     struct Phoenix {
         payload: [u64; 4],
     }
     impl Drop for Phoenix {
         fn drop(&mut self) {
-            SAVED.store(self as *const Phoenix as usize, Ordering::SeqCst);
+            SAVED.lock().unwrap().push(self as *const Phoenix as usize);
         }
     }
     #[inline(never)]
     fn make() {
-        black_box(Gc::new(Phoenix { payload: [9, 8, 7, 6] }));
+        for i in 0..50 {
+            black_box(Gc::new(Phoenix { payload: [i, 8, 7, 6] }));
+        }
     }
     make();
     for _ in 0..3 {
         settle();
     }
-    let addr = SAVED.load(Ordering::SeqCst);
-    assert_ne!(addr, 0, "the finalizer never ran");
-    // The static now points at the object: it must not be freed or reused.
+    let saved = SAVED.lock().unwrap().clone();
+    assert!(saved.len() >= 40, "only {} of 50 finalizers ran", saved.len());
+    // The Vec (a GcAllocator block, a root) now points at the objects: they
+    // must not be freed or reused.
     collect_many(4);
-    // SAFETY: reading the plain words of the resurrected object (its value
-    // was dropped, but Phoenix's payload has no drop glue).
-    let payload = unsafe { (*(addr as *const Phoenix)).payload };
-    assert_eq!(payload, [9, 8, 7, 6]);
+    for &addr in &saved {
+        // SAFETY: reading the plain words of a resurrected object (its value
+        // was dropped, but Phoenix's payload has no drop glue).
+        let payload = unsafe { (*(addr as *const Phoenix)).payload };
+        assert!(payload[0] < 50 && payload[1..] == [8, 7, 6], "a resurrected object was reused: {payload:?}");
+    }
 }
 
 #[test]

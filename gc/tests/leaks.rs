@@ -49,7 +49,12 @@ fn leaks_are_reported_and_live_blocks_are_not() {
         let err = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{err}");
-        let line = |prefix: &str| stdout.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
+        let line = |prefix: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.split(prefix).nth(1))
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+        };
         let forgotten = line("FORGOTTEN ").expect("child printed the forgotten address");
         let live = line("LIVE ").expect("child printed the live address");
         assert!(err.contains(&format!("at {forgotten} ")), "the forgotten Box was not reported:\n{err}");
