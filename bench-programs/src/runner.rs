@@ -239,13 +239,21 @@ pub fn run_worker(mut cmd: Command, timeout: Duration) -> Result<RunResult, Stri
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     if !status.success() {
-        let last = stderr
+        // The last two meaningful lines: a panic prints its location, then
+        // its message; a collector prints one line.
+        let mut lines: Vec<&str> = stderr
             .lines()
             .rev()
             .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("note:"))
-            .unwrap_or("")
-            .to_string();
+            .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+            .take(2)
+            .collect();
+        lines.reverse();
+        let last = match lines.as_slice() {
+            [first, second] if first.contains("panicked at") => format!("{first} {second}"),
+            [.., only] => only.to_string(),
+            [] => String::new(),
+        };
         let why = if last.is_empty() {
             format!("{status}")
         } else {
@@ -430,12 +438,14 @@ pub fn add_comparisons(summaries: &mut [Summary], baseline: &str) {
                 s.tracking_overhead = ratio(s.wall_ms, none.wall_ms);
             }
         }
-        let sums: Vec<Option<u64>> = snapshot
+        // Configurations whose own runs disagree are flagged on their row
+        // (checksum None) and do not count against the others.
+        let sums: Vec<u64> = snapshot
             .iter()
             .filter(|o| o.workload == s.workload && o.runs_ok > 0)
-            .map(|o| o.checksum)
+            .filter_map(|o| o.checksum)
             .collect();
-        s.checksum_agrees = s.checksum.is_some() && sums.iter().all(|c| *c == s.checksum);
+        s.checksum_agrees = s.checksum.is_some_and(|c| sums.iter().all(|o| *o == c));
     }
 }
 
@@ -494,6 +504,26 @@ mod tests {
         assert_eq!(sums[2].tracking_overhead, Some(1.25));
         assert!(!sums[2].checksum_agrees, "checksum 8 differs from 7");
         assert!(!sums[0].checksum_agrees);
+
+        // A configuration whose own runs disagree is flagged alone.
+        let d = [result("bdwgc", 1, 7), result("bdwgc", 1, 9)];
+        let mut sums = vec![
+            summarize(
+                "gcbench",
+                "S",
+                "malloc",
+                &a.iter().collect::<Vec<_>>(),
+                None,
+            ),
+            summarize("gcbench", "S", "bdwgc", &d.iter().collect::<Vec<_>>(), None),
+        ];
+        add_comparisons(&mut sums, "malloc");
+        assert_eq!(sums[1].checksum, None);
+        assert!(!sums[1].checksum_agrees);
+        assert!(
+            sums[0].checksum_agrees,
+            "malloc agrees with every checksum that exists"
+        );
     }
 }
 
@@ -520,6 +550,12 @@ mod worker_tests {
         );
         let e = run_worker(sh("echo boom >&2; exit 3"), Duration::from_secs(10)).unwrap_err();
         assert_eq!(e, "failed: boom");
+        let e = run_worker(
+            sh("printf \"thread 'main' panicked at src/x.rs:1:2:\\nboom\\nnote: run with RUST_BACKTRACE=1\\n\" >&2; exit 101"),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert_eq!(e, "failed: thread 'main' panicked at src/x.rs:1:2: boom");
         let e = run_worker(sh("kill -SEGV $$"), Duration::from_secs(10)).unwrap_err();
         assert!(e.starts_with("failed: ") && e.contains("SIGSEGV"), "{e}");
         let e = run_worker(sh("exit 0"), Duration::from_secs(10)).unwrap_err();
