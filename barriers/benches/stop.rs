@@ -4,9 +4,9 @@
 //! `StoppedWorld` is dropped, since they were asleep anyway), with 1, 4 and 16
 //! registered threads, spinning or sleeping; plus the cost of listing
 //! `/proc/self/task`. `restart` is the `StoppedWorld` drop alone (it does not
-//! wait for threads to resume). Each row is measured twice: with the
-//! default acknowledgement spin of the stopper, and (`/nb`) sleeping on the
-//! futex at once. Prints p50/p99 and ratios against the 1-spinning-thread
+//! wait for threads to resume). Each configuration is measured twice, stop
+//! by stop alternately: with the default of the stopper (sleep on the futex
+//! at once) and (`/sp`) polling 30 us for acknowledgements first. Prints p50/p99 and ratios against the 1-spinning-thread
 //! figure measured in the same run.
 //!
 //! Run: `cargo bench -p oohgc-barriers --bench stop` (set
@@ -43,8 +43,19 @@ enum Kind {
     Sleeping,
 }
 
-/// (stop, stop until all resumed, restart call alone, re-sends per stop)
-fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, Summary, f64) {
+/// Samples of one configuration of the stopper.
+#[derive(Default)]
+struct Samples {
+    stop: Vec<u64>,
+    stop_restart: Vec<u64>,
+    restart_call: Vec<u64>,
+    resends: usize,
+}
+
+/// Runs `iterations` stops per entry of `spins` (acknowledgement spin of the
+/// stopper), alternating between them stop by stop so both see the same
+/// machine load.
+fn measure(threads: usize, kind: Kind, iterations: usize, spins: &[u64]) -> Vec<Samples> {
     let done = Arc::new(AtomicBool::new(false));
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
     let handles: Vec<_> = (0..threads)
@@ -64,19 +75,18 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
     while oohgc_barriers::registered_thread_count() < threads {
         std::thread::yield_now();
     }
-    let mut stop = Vec::with_capacity(iterations);
-    let mut stop_restart = Vec::with_capacity(iterations);
-    let mut restart_call = Vec::with_capacity(iterations);
-    let mut resends = 0usize;
+    let mut samples: Vec<Samples> = spins.iter().map(|_| Samples::default()).collect();
     let mut before = vec![0u64; threads];
-    for iteration in 0..iterations + 10 {
+    for iteration in 0..(iterations + 10) * spins.len() {
+        let which = iteration % spins.len();
+        oohgc_barriers::set_ack_spin_ns(spins[which]);
         for (b, c) in before.iter_mut().zip(counters.iter()) {
             *b = c.load(Ordering::Relaxed);
         }
         let t0 = Instant::now();
         let world = oohgc_barriers::stop_world();
         let t1 = Instant::now();
-        resends += world.stats().resends;
+        let resends = world.stats().resends;
         drop(world);
         let t_restart = Instant::now();
         if kind == Kind::Spinning {
@@ -87,10 +97,12 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
             }
         }
         let t2 = Instant::now();
-        if iteration >= 10 {
-            stop.push((t1 - t0).as_nanos() as u64);
-            stop_restart.push((t2 - t0).as_nanos() as u64);
-            restart_call.push((t_restart - t1).as_nanos() as u64);
+        if iteration >= 10 * spins.len() {
+            let s = &mut samples[which];
+            s.stop.push((t1 - t0).as_nanos() as u64);
+            s.stop_restart.push((t2 - t0).as_nanos() as u64);
+            s.restart_call.push((t_restart - t1).as_nanos() as u64);
+            s.resends += resends;
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -98,12 +110,7 @@ fn measure(threads: usize, kind: Kind, iterations: usize) -> (Summary, Summary, 
     for h in handles {
         h.join().unwrap();
     }
-    (
-        summarize(stop),
-        summarize(stop_restart),
-        summarize(restart_call),
-        resends as f64 / iterations as f64,
-    )
+    samples
 }
 
 fn main() {
@@ -140,11 +147,15 @@ fn main() {
         "p50 ratio"
     );
     let mut baseline = None;
+    let spins = [oohgc_barriers::DEFAULT_ACK_SPIN_NS, 30_000];
     for kind in [Kind::Spinning, Kind::Sleeping] {
         for threads in [1, 4, 16] {
-            for spin_ns in [oohgc_barriers::DEFAULT_ACK_SPIN_NS, 0] {
-                oohgc_barriers::set_ack_spin_ns(spin_ns);
-                let (stop, restart, restart_call, resends) = measure(threads, kind, iterations);
+            let results = measure(threads, kind, iterations, &spins);
+            for (spin_ns, samples) in spins.iter().zip(results) {
+                let resends = samples.resends as f64 / iterations as f64;
+                let stop = summarize(samples.stop);
+                let restart = summarize(samples.stop_restart);
+                let restart_call = summarize(samples.restart_call);
                 let base = *baseline.get_or_insert(stop.p50);
                 println!(
                     "{:<8} {:>6} {:>8.1}us {:>8.1}us {:>12.1}us {:>12.1}us {:>10.1}us {:>8.2} {:>9.2}x",
@@ -152,7 +163,7 @@ fn main() {
                     format!(
                         "{}{}",
                         if kind == Kind::Spinning { "spin" } else { "sleep" },
-                        if spin_ns == 0 { "/nb" } else { "" }
+                        if *spin_ns == oohgc_barriers::DEFAULT_ACK_SPIN_NS { "" } else { "/sp" }
                     ),
                     us(stop.p50),
                     us(stop.p99),

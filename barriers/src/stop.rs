@@ -318,10 +318,12 @@ fn wait_for_acknowledgements(epoch: u32, stats: &mut StopStats) {
 }
 
 /// Default of [`set_ack_spin_ns`]: how long the stopper polls for the last
-/// acknowledgements before it sleeps on the futex (a cross-CPU wake-up of a
-/// sleeping stopper costs ~20 us on the project's VM; a running target
-/// acknowledges faster).
-pub const DEFAULT_ACK_SPIN_NS: u64 = 30_000;
+/// acknowledgements before it sleeps on the futex. Polling can save the
+/// stopper's cross-CPU wake-up (~20 us on the project's VM) but takes CPU
+/// time from the very threads it waits for when cores are oversubscribed;
+/// the benchmark's A/B on the loaded 2-core VM was inconclusive, so the
+/// default is not to poll.
+pub const DEFAULT_ACK_SPIN_NS: u64 = 0;
 
 static ACK_SPIN_NS: AtomicU64 = AtomicU64::new(DEFAULT_ACK_SPIN_NS);
 
