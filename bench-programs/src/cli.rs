@@ -169,6 +169,7 @@ fn dispatch(command: Command) -> Result<(), String> {
 
 /// The hidden `worker` subcommand: malloc, bdwgc, bdwgc-incr, direct/<source>.
 fn worker_main(args: WorkerArgs) -> ! {
+    worker::install_panic_hook();
     if !args.workload.uses_heap() {
         worker::finish(worker::run_array_writer(&args));
     }

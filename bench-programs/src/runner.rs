@@ -250,6 +250,7 @@ pub fn run_worker(mut cmd: Command, timeout: Duration) -> Result<RunResult, Stri
             .collect();
         lines.reverse();
         let last = match lines.as_slice() {
+            [.., last] if last.starts_with("panic at ") => last.to_string(),
             [first, second] if first.contains("panicked at") => format!("{first} {second}"),
             [.., only] => only.to_string(),
             [] => String::new(),

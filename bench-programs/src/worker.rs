@@ -125,6 +125,27 @@ pub fn run_array_writer(args: &WorkerArgs) -> Result<RunResult, String> {
     })
 }
 
+/// Make a panic end with one line `panic at FILE:LINE: MESSAGE` on stderr
+/// (after the usual report and any backtrace), which is the line the
+/// runner shows in its table.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string panic payload)".into());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "?".into());
+        eprintln!("panic at {at}: {message}");
+    }));
+}
+
 /// Print the result line, or the error on stderr and exit 2.
 pub fn finish(result: Result<RunResult, String>) -> ! {
     match result {

@@ -19,6 +19,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    oohgc_bench::worker::install_panic_hook();
     if !args.worker.workload.uses_heap() {
         finish(Err(format!(
             "{} runs on dirty sources directly; run it through `oohgc-bench worker`",
