@@ -210,7 +210,8 @@ const PAGES_PER_GIB: u64 = 262_144;
 /// software analogue of a self-IPI: kernel entry, delivery to a handler,
 /// return). `cargo bench -p oohgc-dirty --bench pml` prints it as
 /// "self-signal round trip"; 1.1 us on the project's 2-core VM
-/// (kernel 6.18), 2026-11-26 (other runs on the loaded VM: 1.1-1.7 us).
+/// (kernel 6.18), 2026-11-26, the lowest of six runs (1.1-2.3 us as the
+/// VM's load varied).
 const GUEST_INTERRUPT_NS: u64 = 1_100;
 
 const GUEST_INTERRUPT_SRC: &str =
