@@ -264,6 +264,7 @@ fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
 /// The sync engine's handler thread: log each write fault in the model and
 /// unprotect the page, both under the model lock.
 fn fault_handler(inner: &Inner) {
+    crate::service_thread::announce_current_thread();
     // SAFETY: uffd_msg is plain old data; all-zero is a valid value.
     let mut msgs: [uapi::uffd_msg; 16] = unsafe { std::mem::zeroed() };
     loop {
@@ -468,6 +469,43 @@ impl DirtySource for PmlSource {
     /// 256 MiB costs 10-20 ms and re-installing it as much). Sync engine:
     /// the protection is removed, or every first write would trap to the
     /// handler thread.
+    fn discarded(&self, range: PageRange) -> Result<(), DirtyError> {
+        // The async engine sees discarded pages as written (PAGEMAP_SCAN).
+        // The sync engine's write-protection of anonymous pages is gone
+        // after MADV_DONTNEED: log the pages as written now (their contents
+        // changed: they read as zero) and protect them again, so the next
+        // write traps as usual.
+        if self.inner.engine == Engine::Async {
+            return Ok(());
+        }
+        let mut st = self.inner.lock();
+        if !st.machine.armed {
+            return Ok(());
+        }
+        let tracked: Option<PageRange> = st
+            .machine
+            .ranges
+            .iter()
+            .map(|tr| tr.range)
+            .find(|r| r.start <= range.start && range.end() <= r.end());
+        let Some(_) = tracked else {
+            return Ok(());
+        };
+        let mut addr = range.start;
+        while addr < range.end() {
+            let frame = if st.machine.mode == Mode::Spml {
+                machine_frame(&st.machine, addr as u64, 0)
+            } else {
+                0
+            };
+            st.machine.observe(addr as u64, frame);
+            addr += PAGE_SIZE;
+        }
+        self.inner.uffd.write_protect(range, true, false)?;
+        drop(st);
+        Ok(())
+    }
+
     fn disarm(&self) -> Result<(), DirtyError> {
         let mut st = self.inner.lock();
         st.machine.disarm();
