@@ -29,6 +29,8 @@ struct Pool {
     dirty: *mut u64,
     returned: *mut u64,
     pooled_at: *mut u32,
+    /// (first page, pages) of every growth step, in order.
+    chunks: *mut [u32; 2],
     frontier: usize,
     committed: usize,
     returned_bytes: usize,
@@ -45,6 +47,7 @@ static POOL: PoolCell = PoolCell(UnsafeCell::new(Pool {
     dirty: core::ptr::null_mut(),
     returned: core::ptr::null_mut(),
     pooled_at: core::ptr::null_mut(),
+    chunks: core::ptr::null_mut(),
     frontier: 0,
     committed: 0,
     returned_bytes: 0,
@@ -54,6 +57,11 @@ static POOL: PoolCell = PoolCell(UnsafeCell::new(Pool {
 
 /// Committed pages, published after the chunk hook ran (lock-free readers).
 static FRONTIER_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Chunks recorded in `Pool::chunks` and visible to lock-free readers.
+static CHUNK_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// `Pool::chunks`, for lock-free readers (set once at init).
+static CHUNK_TABLE: AtomicUsize = AtomicUsize::new(0);
 
 /// The chunk hook (`fn(start, len)` as usize; 0 = none).
 static CHUNK_HOOK: AtomicUsize = AtomicUsize::new(0);
@@ -76,6 +84,9 @@ pub(crate) fn init(pages: usize) -> Result<(), HeapError> {
     p.dirty = map("page pool bitmap", words * 8)? as *mut u64;
     p.returned = map("page pool bitmap", words * 8)? as *mut u64;
     p.pooled_at = map("page pool ages", pages * 4)? as *mut u32;
+    // Every chunk has at least one page, so `pages` entries always suffice.
+    p.chunks = map("chunk list", pages * 8)? as *mut [u32; 2];
+    CHUNK_TABLE.store(p.chunks as usize, Ordering::Release);
     Ok(())
 }
 
@@ -236,6 +247,10 @@ fn grow(pages: usize) -> bool {
     }
     p.frontier = start_page + n;
     p.hint = p.hint.min(start_page);
+    let k = CHUNK_COUNT.load(Ordering::Relaxed);
+    // SAFETY: k < pages (each chunk has >= 1 page); heap lock held, readers stop at CHUNK_COUNT.
+    unsafe { *p.chunks.add(k) = [start_page as u32, n as u32] };
+    CHUNK_COUNT.store(k + 1, Ordering::Release);
     FRONTIER_PAGES.store(p.frontier, Ordering::Release);
     HEAP_LOCK.unlock();
     GROWTH_LOCK.unlock();
@@ -309,12 +324,17 @@ pub fn set_chunk_hook(hook: fn(start: usize, len: usize)) {
     CHUNK_HOOK.store(hook as usize, Ordering::Release);
 }
 
-/// Calls `f(start, len)` for the committed heap memory: one page-aligned range
-/// `[lo, lo + committed extent)` (pages returned to the OS stay mapped and are
-/// included).
+/// Calls `f(start, len)` for every chunk of committed heap memory, in address
+/// order: exactly the ranges the chunk hook was (or would have been) called
+/// with, each page aligned and disjoint from the others. Pages returned to the
+/// OS stay mapped and are included. Lock-free and non-allocating.
 pub fn for_each_chunk(f: &mut dyn FnMut(usize, usize)) {
-    let pages = frontier_pages();
-    if pages > 0 {
-        f(layout().lo, pages * PAGE_SIZE);
+    let n = CHUNK_COUNT.load(Ordering::Acquire);
+    let table = CHUNK_TABLE.load(Ordering::Acquire) as *const [u32; 2];
+    let l = layout();
+    for i in 0..n {
+        // SAFETY: entries below CHUNK_COUNT were written before it was published.
+        let [start, pages] = unsafe { *table.add(i) };
+        f(l.page_addr(start as usize), pages as usize * PAGE_SIZE);
     }
 }

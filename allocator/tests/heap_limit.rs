@@ -21,10 +21,13 @@ fn on_budget() {
     BUDGET_CALLS.fetch_add(1, Ordering::SeqCst);
 }
 
+static HOOKED: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
 fn on_chunk(start: usize, len: usize) {
     assert_eq!(start % PAGE_SIZE, 0);
     CHUNK_BYTES.fetch_add(len, Ordering::SeqCst);
     CHUNK_END.fetch_max(start + len, Ordering::SeqCst);
+    HOOKED.lock().unwrap().push((start, len));
 }
 
 #[test]
@@ -114,4 +117,18 @@ fn small_heap_limit() {
 
     reset_allocation_counter();
     assert!(allocated_since_reset() < 1 << 20);
+
+    // for_each_chunk reports exactly the hooked chunks.
+    let mut chunks = Vec::new();
+    for_each_chunk(&mut |s, l| chunks.push((s, l)));
+    assert_eq!(chunks, *HOOKED.lock().unwrap());
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    assert_eq!(chunks[0].0, heap_bounds().0);
+    for w in chunks.windows(2) {
+        assert_eq!(
+            w[0].0 + w[0].1,
+            w[1].0,
+            "chunks are contiguous and disjoint"
+        );
+    }
 }

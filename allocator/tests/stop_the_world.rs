@@ -17,10 +17,14 @@ struct Worker {
     thread: AtomicUsize,
     stack_hi: AtomicUsize,
     sp: AtomicUsize,
-    stopped: AtomicBool,
+    /// The last stop epoch this worker acknowledged (from inside the handler).
+    acked: AtomicUsize,
 }
 
-static WORLD_STOPPED: AtomicBool = AtomicBool::new(false);
+/// Incremented for every stop request.
+static STOP_EPOCH: AtomicUsize = AtomicUsize::new(0);
+/// Workers stopped for epoch `e` resume once this reaches `e`.
+static RELEASED_EPOCH: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static ME: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
@@ -34,13 +38,13 @@ extern "C" fn on_stop(_sig: libc::c_int) {
     let here = 0usize;
     // SAFETY: w points to a Worker that outlives the worker thread.
     let w = unsafe { &*w };
+    let epoch = STOP_EPOCH.load(Ordering::SeqCst);
     w.sp.store(std::ptr::addr_of!(here) as usize, Ordering::SeqCst);
-    w.stopped.store(true, Ordering::SeqCst);
-    while WORLD_STOPPED.load(Ordering::SeqCst) {
+    w.acked.store(epoch, Ordering::SeqCst);
+    while RELEASED_EPOCH.load(Ordering::SeqCst) < epoch {
         // SAFETY: sched_yield is async-signal-safe.
         unsafe { libc::sched_yield() };
     }
-    w.stopped.store(false, Ordering::SeqCst);
 }
 
 fn stack_top() -> usize {
@@ -162,24 +166,35 @@ fn sweeping_with_the_world_stopped_mid_operation() {
             thread: AtomicUsize::new(0),
             stack_hi: AtomicUsize::new(0),
             sp: AtomicUsize::new(0),
-            stopped: AtomicBool::new(false),
+            acked: AtomicUsize::new(0),
         })
         .collect();
     let stop = AtomicBool::new(false);
     let rounds: usize = std::env::var("OOHGC_ALLOC_STW_ROUNDS").map_or(150, |v| v.parse().unwrap());
     let mut freed_total = 0;
+    let mut roots_total = 0;
     std::thread::scope(|s| {
         for me in 0..WORKERS {
             let (all, stop) = (&all, &stop);
             s.spawn(move || worker(me, all, stop));
         }
+        // If an assertion fails while the world is stopped, resume the workers
+        // and end them so the failure is reported instead of hanging.
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+                RELEASED_EPOCH.store(usize::MAX, Ordering::SeqCst);
+            }
+        }
+        let _release = Release(&stop);
         while all.iter().any(|w| w.thread.load(Ordering::SeqCst) == 0) {
             std::thread::yield_now();
         }
         for _ in 0..rounds {
             std::thread::sleep(std::time::Duration::from_micros(300));
             let guard = lock();
-            WORLD_STOPPED.store(true, Ordering::SeqCst);
+            let epoch = STOP_EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
             for w in &all {
                 // SAFETY: the thread is alive (workers run until `stop`).
                 unsafe {
@@ -189,7 +204,7 @@ fn sweeping_with_the_world_stopped_mid_operation() {
                     )
                 };
             }
-            while !all.iter().all(|w| w.stopped.load(Ordering::SeqCst)) {
+            while !all.iter().all(|w| w.acked.load(Ordering::SeqCst) == epoch) {
                 std::thread::yield_now();
             }
             // The world is stopped: mark from registries and stacks.
@@ -242,13 +257,14 @@ fn sweeping_with_the_world_stopped_mid_operation() {
                     }
                 }
             }
-            assert!(roots + manual > 0);
-            WORLD_STOPPED.store(false, Ordering::SeqCst);
+            roots_total += roots + manual;
+            RELEASED_EPOCH.store(epoch, Ordering::SeqCst);
             drop(guard);
         }
         stop.store(true, Ordering::SeqCst);
     });
     assert!(freed_total > 0, "the sweeps never freed garbage");
+    assert!(roots_total > 0, "the marker never found a root");
     for w in &all {
         for s in &w.slots {
             let p = s.swap(0, Ordering::SeqCst);
