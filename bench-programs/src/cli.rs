@@ -283,7 +283,12 @@ fn paper(args: PaperArgs) -> Result<(), String> {
 
 /// Run a plan with a progress bar on stderr.
 fn execute(plan: &Plan, baseline: &str, quiet: bool) -> Result<Report, String> {
-    let bins = Binaries::locate()?;
+    let need_gc_worker = plan
+        .cells
+        .iter()
+        .flat_map(|(_, configs)| configs)
+        .any(|c| matches!(c.kind, config::ConfigKind::Oohgc { .. }));
+    let bins = Binaries::locate(need_gc_worker)?;
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {

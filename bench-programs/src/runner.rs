@@ -118,39 +118,50 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// The current executable and its sibling `oohgc-bench-gc`. When the
-    /// sibling is missing or older and the runner was started by `cargo
-    /// run` (`$CARGO` set), build it with the same profile first.
-    pub fn locate() -> Result<Binaries, String> {
+    /// The current executable and, when `need_gc_worker`, its sibling
+    /// `oohgc-bench-gc`. Started by `cargo run` (`$CARGO` set), the runner
+    /// has cargo bring the worker up to date with the same profile first
+    /// (a no-op when it is); otherwise a missing worker is an error and an
+    /// older one a warning.
+    pub fn locate(need_gc_worker: bool) -> Result<Binaries, String> {
         let runner =
             std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
         let dir = runner.parent().unwrap_or(Path::new(".")).to_path_buf();
         let gc_worker = dir.join(GC_WORKER);
+        if !need_gc_worker {
+            return Ok(Binaries { runner, gc_worker });
+        }
         let stale = match (mtime(&gc_worker), mtime(&runner)) {
             (Some(w), Some(r)) => w < r,
             _ => true,
         };
-        if stale {
-            if let Some(cargo) = std::env::var_os("CARGO") {
-                let mut cmd = Command::new(cargo);
-                cmd.args(["build", "--quiet", "-p", "oohgc-bench", "--bin", GC_WORKER]);
-                if dir.file_name().is_some_and(|n| n == "release") {
-                    cmd.arg("--release");
-                }
-                eprintln!("building {GC_WORKER} (the oohgc worker) ...");
-                let status = cmd
-                    .status()
-                    .map_err(|e| format!("cannot run cargo to build {GC_WORKER}: {e}"))?;
-                if !status.success() {
-                    return Err(format!("building {GC_WORKER} failed ({status})"));
-                }
-            } else if gc_worker.exists() {
-                eprintln!(
-                    "warning: {} is older than this runner; rebuild it with \
-                     `cargo build --release -p oohgc-bench --bins`",
-                    gc_worker.display()
-                );
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "oohgc-bench", "--bin", GC_WORKER]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
             }
+            if stale {
+                eprintln!("building {GC_WORKER} (the oohgc worker) ...");
+            }
+            let status = cmd
+                .status()
+                .map_err(|e| format!("cannot run cargo to build {GC_WORKER}: {e}"))?;
+            if !status.success() {
+                return Err(format!("building {GC_WORKER} failed ({status})"));
+            }
+        } else if !gc_worker.exists() {
+            return Err(format!(
+                "{} not found (it runs the oohgc configurations); build it with \
+                 `cargo build --release -p oohgc-bench --bins`",
+                gc_worker.display()
+            ));
+        } else if stale {
+            eprintln!(
+                "warning: {} is older than this runner; rebuild it with \
+                 `cargo build --release -p oohgc-bench --bins`",
+                gc_worker.display()
+            );
         }
         Ok(Binaries { runner, gc_worker })
     }
