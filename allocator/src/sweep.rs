@@ -7,13 +7,15 @@
 //! concurrently with mutators (who must then allocate black): the sweep
 //! clears allocation bytes with a compare-exchange and hands freed small
 //! slots to the span's owner through `thread_free`, never touching owner-only
-//! fields. Blocks owned by a thread cache that become empty are retired by
+//! fields. The heap lock is held only while a span goes back to the pool, so
+//! a long sweep does not stall other threads' slow paths; sweeps are
+//! serialised by a lock of their own. Blocks owned by a thread cache that become empty are retired by
 //! their owner at its next refill of that class or when its cache is flushed;
 //! detached (FULL) spans whose objects all die are claimed here directly.
 
 use crate::heap::{is_initialized, layout};
 use crate::large::sweep_free_large;
-use crate::lock::HEAP_LOCK;
+use crate::lock::{with_heap_lock, RawLock};
 use crate::object_map::for_each_span;
 use crate::page_pool;
 use crate::span::{SpanMeta, SpanView, SPAN_LARGE};
@@ -35,15 +37,19 @@ pub struct SweepStats {
     pub bytes_returned_to_os: usize,
 }
 
-/// Reclaims every unmarked Managed/ManagedNoScan object. Takes the heap lock.
+/// Serialises sweeps (the heap lock is taken only around pool updates, so a
+/// long sweep does not stall allocating threads' slow paths).
+static SWEEP_LOCK: RawLock = RawLock::new();
+
+/// Reclaims every unmarked Managed/ManagedNoScan object.
 pub fn sweep() -> SweepStats {
     let mut st = SweepStats::default();
     if !is_initialized() {
         return st;
     }
-    HEAP_LOCK.lock();
+    SWEEP_LOCK.lock();
     let l = layout();
-    for_each_span(0, usize::MAX, &mut |span, v, _| {
+    for_each_span(0, usize::MAX, &mut |span, v, gen| {
         if v.state == SPAN_LARGE {
             if l.alloc_byte(v.head, 0).load(Ordering::Acquire) != 1 {
                 return;
@@ -52,7 +58,13 @@ pub fn sweep() -> SweepStats {
             if !v.kind.is_swept() || marked {
                 st.live_bytes += v.obj_size;
             } else {
-                let freed = sweep_free_large(span, v.head);
+                let freed = with_heap_lock(|| {
+                    if span.unchanged(gen) {
+                        sweep_free_large(span, v.head)
+                    } else {
+                        0
+                    }
+                });
                 if freed > 0 {
                     st.objects_freed += 1;
                     st.bytes_freed += freed;
@@ -63,8 +75,8 @@ pub fn sweep() -> SweepStats {
             sweep_small(span, &v, &mut st);
         }
     });
-    st.bytes_returned_to_os = page_pool::end_sweep_and_return_old_pages();
-    HEAP_LOCK.unlock();
+    st.bytes_returned_to_os = with_heap_lock(page_pool::end_sweep_and_return_old_pages);
+    SWEEP_LOCK.unlock();
     st
 }
 
@@ -89,12 +101,19 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
     if dead == 0 {
         return;
     }
-    if dead == allocated && claimable(span) && claim(span) {
-        // The owner has let go of the span and every object in it is dead.
-        for slot in 0..v.slots {
-            l.alloc_byte(v.head, slot).store(0, Ordering::Release);
-        }
-        span.release();
+    let claimed = dead == allocated
+        && with_heap_lock(|| {
+            if !(claimable(span) && claim(span)) {
+                return false;
+            }
+            // The owner has let go of the span and every object in it is dead.
+            for slot in 0..v.slots {
+                l.alloc_byte(v.head, slot).store(0, Ordering::Release);
+            }
+            span.release();
+            true
+        });
+    if claimed {
         st.objects_freed += dead;
         st.bytes_freed += dead * v.obj_size;
         st.blocks_emptied += 1;
