@@ -12,6 +12,25 @@
 //! None of the heap's own metadata comes from the global allocator (this crate
 //! *is* the global allocator of programs using `oohgc::GcAllocator`).
 //!
+//! Guarantees and limits:
+//! - `alloc` returns zero-filled memory aligned to any power of two up to
+//!   [`MAX_ALIGN`] (1 GiB); small objects (<= 32 KiB, align <= 4 KiB) come from
+//!   size classes with internal fragmentation < 16 B (<= 128 B requests) or
+//!   < 25 % (larger); large objects take their own page run (waste < 4 KiB).
+//!   Small slots are zeroed when handed out (inline 16-byte stores up to 256 B).
+//! - `find_object`, `try_mark`, `is_marked`, `for_each_object*` and
+//!   `for_each_chunk` are lock-free and never allocate; they tolerate threads
+//!   stopped anywhere, including inside `alloc`/`free`.
+//! - Mark and allocation bits are side-table bytes outside the reservation;
+//!   the side tables get `MADV_HUGEPAGE` advice (object memory never does).
+//! - `sweep` returns pages that stayed free through two sweeps to the OS with
+//!   `MADV_DONTNEED`; nothing else returns memory. Spans that empty out while
+//!   owned by a thread cache go back to the pool when their owner next refills
+//!   that size class or flushes its cache (thread exit).
+//! - `alloc`/`free`/`realloc` are not async-signal-safe.
+//! - Side tables reserve about 1/6 of `HeapConfig::reserve` in address space
+//!   (MAP_NORESERVE; only touched parts use memory).
+//!
 //! Module map: `config` (settings, constants, errors), `heap` (reservation,
 //! side tables, init), `size_class`, `span` (span records and their
 //! invariants), `page_pool` (free pages, growth, return to the OS),
