@@ -4,10 +4,12 @@
 //! Criterion reports each; the ratios oohgc/glibc (median and minimum of 9
 //! interleaved rounds measured in this same run) are printed at the end.
 //! Also: `find_object` for interior pointers, random heap words and
-//! addresses outside the heap.
+//! addresses outside the heap; `sweep` of 100k objects, half of them live.
 
 use criterion::{criterion_group, Criterion};
-use oohgc_allocator::{alloc, find_object, free, heap_bounds, ObjectKind};
+use oohgc_allocator::{
+    alloc, clear_marks, find_object, free, heap_bounds, sweep, try_mark, ObjectKind,
+};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -129,6 +131,33 @@ fn bench(c: &mut Criterion) {
         // SAFETY: allocated above.
         unsafe { free(p as *mut u8) };
     }
+
+    // Sweeping 100k small Managed objects (16-256 B), half of them marked.
+    let mut g = c.benchmark_group("sweep");
+    g.sample_size(20);
+    g.bench_function("100k_objects_half_live", |b| {
+        b.iter_batched(
+            || {
+                clear_marks();
+                let objs: Vec<usize> = (0..100_000)
+                    .map(|i| alloc(16 + (i * 37) % 241, 8, ObjectKind::Managed) as usize)
+                    .collect();
+                for p in objs.iter().step_by(2) {
+                    try_mark(*p);
+                }
+                objs
+            },
+            |objs| {
+                let st = sweep();
+                assert!(st.objects_freed >= 50_000);
+                objs
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    clear_marks();
+    sweep();
 }
 
 /// (median, minimum) of the samples; the minimum is the least disturbed by

@@ -153,7 +153,11 @@ fn take_run(pages: usize, align_pages: usize) -> Option<(usize, bool)> {
         }
         let returned = (i..i + pages).filter(|&q| get(p.returned, q)).count();
         if p.committed + returned * PAGE_SIZE > l.max_heap {
-            return None;
+            // Re-committing these returned pages would pass max_heap; a run
+            // further on may need fewer.
+            none_free_before = false;
+            i += 1;
+            continue;
         }
         let mut dirty = false;
         for q in i..i + pages {

@@ -19,7 +19,7 @@ use crate::lock::{with_heap_lock, RawLock};
 use crate::object_map::for_each_span;
 use crate::page_pool;
 use crate::span::{SpanMeta, SpanView, SPAN_LARGE};
-use crate::thread_cache::{claim, claimable, push_thread_free};
+use crate::thread_cache::{claim, claimable, push_thread_free_chain};
 use core::sync::atomic::Ordering;
 
 /// What one sweep did.
@@ -119,6 +119,9 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
         st.blocks_emptied += 1;
         return;
     }
+    // Freed slots are chained locally and handed to the owner in one push.
+    let mut first: *mut u8 = core::ptr::null_mut();
+    let mut last: *mut u8 = core::ptr::null_mut();
     for w in 0..v.slots.div_ceil(8) {
         let a = l.alloc_word(v.head, w).load(Ordering::Acquire);
         if a & !l.mark_word(v.head, w).load(Ordering::Relaxed) == 0 {
@@ -131,11 +134,20 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
                 && a.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
-                // SAFETY: we cleared the allocation byte of this slot of a small span.
-                unsafe { push_thread_free(span, v.slot_addr(slot) as *mut u8) };
+                let p = v.slot_addr(slot) as *mut u8;
+                // SAFETY: we cleared the slot's allocation byte: it is free and ours.
+                unsafe { *(p as *mut *mut u8) = first };
+                first = p;
+                if last.is_null() {
+                    last = p;
+                }
                 st.objects_freed += 1;
                 st.bytes_freed += v.obj_size;
             }
         }
+    }
+    if !first.is_null() {
+        // SAFETY: the chain holds slots of this small span whose allocation bytes we cleared.
+        unsafe { push_thread_free_chain(span, first, last) };
     }
 }

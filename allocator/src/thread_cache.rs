@@ -455,14 +455,25 @@ unsafe fn reactivate(heap: *mut ThreadHeap, s: &SpanMeta) {
 /// # Safety
 /// `p` is a slot of small span `s` whose allocation byte this caller cleared.
 pub(crate) unsafe fn push_thread_free(s: &SpanMeta, p: *mut u8) {
+    // SAFETY: a single free slot is a chain from p to p.
+    unsafe { push_thread_free_chain(s, p, p) }
+}
+
+/// Pushes a chain of freed slots `first -> ... -> last` (linked through their
+/// first words) onto `s`'s thread_free stack with one compare-exchange.
+///
+/// # Safety
+/// Every slot of the chain belongs to small span `s` and had its allocation
+/// byte cleared by this caller.
+pub(crate) unsafe fn push_thread_free_chain(s: &SpanMeta, first: *mut u8, last: *mut u8) {
     s.in_progress.fetch_add(1, Ordering::SeqCst);
     let mut head = s.thread_free.load(Ordering::Relaxed);
     loop {
-        // SAFETY: the slot is free and ours until the push succeeds.
-        unsafe { *(p as *mut *mut u8) = head };
+        // SAFETY: the slots are free and ours until the push succeeds.
+        unsafe { *(last as *mut *mut u8) = head };
         match s
             .thread_free
-            .compare_exchange_weak(head, p, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange_weak(head, first, Ordering::SeqCst, Ordering::Relaxed)
         {
             Ok(_) => break,
             Err(h) => head = h,
