@@ -15,9 +15,30 @@ use crate::span::{SPAN_LARGE, SPAN_SMALL};
 use crate::thread_cache;
 use crate::trigger;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static CHECKED_FREE: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
+
+/// Clears the allocation byte of the object at `ptr`, aborting on a double free.
+#[inline(always)]
+pub(crate) fn clear_alloc_byte(a: &AtomicU8, ptr: *mut u8) {
+    if CHECKED_FREE.load(Ordering::Relaxed) {
+        if a.swap(0, Ordering::AcqRel) != 1 {
+            fatal(
+                "double free (or free of a slot that is not allocated):",
+                ptr as usize,
+            );
+        }
+    } else {
+        if a.load(Ordering::Relaxed) != 1 {
+            fatal(
+                "double free (or free of a slot that is not allocated):",
+                ptr as usize,
+            );
+        }
+        a.store(0, Ordering::Release);
+    }
+}
 
 /// Allocates `size` zero-filled bytes aligned to `align` (a power of two up to
 /// [`MAX_ALIGN`]). Null on failure (heap limit, unsupported align, overflow).
@@ -114,25 +135,8 @@ pub unsafe fn free(ptr: *mut u8) {
     }
     let l = layout();
     let head = l.page_of(span.start.load(Ordering::Relaxed));
-    let a = l.alloc_byte(head, slot);
-    if CHECKED_FREE.load(Ordering::Relaxed) {
-        if a.swap(0, Ordering::AcqRel) != 1 {
-            fatal(
-                "double free (or free of a slot that is not allocated):",
-                ptr as usize,
-            );
-        }
-    } else {
-        if a.load(Ordering::Relaxed) != 1 {
-            fatal(
-                "double free (or free of a slot that is not allocated):",
-                ptr as usize,
-            );
-        }
-        a.store(0, Ordering::Release);
-    }
-    // SAFETY: ptr is slot `slot` of small span `span`; we cleared its allocation byte.
-    unsafe { thread_cache::free_small(span, ptr) }
+    // SAFETY: ptr is slot `slot` of small span `span` (checked by locate).
+    unsafe { thread_cache::free_small(span, ptr, l.alloc_byte(head, slot)) }
 }
 
 /// Resizes the object at `ptr` to `new_size` bytes aligned to `align`, keeping

@@ -19,7 +19,7 @@ use crate::lock::{with_heap_lock, RawLock};
 use crate::object_map::for_each_span;
 use crate::page_pool;
 use crate::span::{SpanMeta, SpanView, SPAN_LARGE};
-use crate::thread_cache::{claim, claimable, push_thread_free_chain};
+use crate::thread_cache::{claim, claimable, push_chain_announced};
 use core::sync::atomic::Ordering;
 
 /// What one sweep did.
@@ -120,6 +120,9 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
         return;
     }
     // Freed slots are chained locally and handed to the owner in one push.
+    // The free is announced (in_progress) before any allocation byte is
+    // cleared, so the owner cannot retire the span under us.
+    span.in_progress.fetch_add(1, Ordering::SeqCst);
     let mut first: *mut u8 = core::ptr::null_mut();
     let mut last: *mut u8 = core::ptr::null_mut();
     for w in 0..v.slots.div_ceil(8) {
@@ -147,7 +150,9 @@ fn sweep_small(span: &'static SpanMeta, v: &SpanView, st: &mut SweepStats) {
         }
     }
     if !first.is_null() {
-        // SAFETY: the chain holds slots of this small span whose allocation bytes we cleared.
-        unsafe { push_thread_free_chain(span, first, last) };
+        // SAFETY: the chain holds slots of this small span whose allocation bytes
+        // we cleared after announcing the free.
+        unsafe { push_chain_announced(span, first, last) };
     }
+    span.in_progress.fetch_sub(1, Ordering::Release);
 }

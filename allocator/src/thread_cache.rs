@@ -16,8 +16,10 @@
 //! `full = FULL` then loads `thread_free`; a remote free stores into
 //! `thread_free` then loads `full` — all SeqCst, so at least one side sees the
 //! other and no freed slot is forgotten. A span is retired to the page pool by
-//! its owner only when none of its slots is allocated, no remote free is in progress and it is
-//! not on the delayed stack.
+//! its owner only when none of its slots is allocated and then (checked in
+//! that order) no free is in progress — remote frees and the sweep raise
+//! `in_progress` before they clear an allocation byte — and it is not on the
+//! delayed stack.
 //!
 //! A thread stopped at any instruction leaves these structures consistent for
 //! the collector: it only reads allocation/mark bytes and uses the atomic
@@ -32,7 +34,7 @@ use crate::span::{SpanMeta, ACTIVE, CLAIMED, FULL};
 use crate::trigger;
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::{self, null, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 /// One thread's allocation cache.
 #[repr(C)]
@@ -384,10 +386,13 @@ fn holds_no_object(s: &SpanMeta) -> bool {
 /// no allocated slot, no remote free in progress or pending, not on the
 /// delayed stack.
 unsafe fn try_retire(s: &SpanMeta) -> bool {
-    if s.in_progress.load(Ordering::SeqCst) != 0
+    // Order matters: allocation bytes first, then in_progress. A remote free
+    // or a sweep raises in_progress before clearing an allocation byte, so if
+    // we see the byte cleared we also see the free in progress.
+    if !holds_no_object(s)
+        || s.in_progress.load(Ordering::SeqCst) != 0
         || s.in_delayed.load(Ordering::SeqCst)
         || !s.thread_free.load(Ordering::SeqCst).is_null()
-        || !holds_no_object(s)
     {
         return false;
     }
@@ -417,14 +422,15 @@ unsafe fn new_small_span(heap: *mut ThreadHeap, k: usize, c: usize) -> Option<*c
     Some(s)
 }
 
-/// Frees small object `p` (allocation byte already cleared by the caller).
+/// Frees small object `p` of span `s`, whose allocation byte is `alloc_byte`.
 ///
 /// # Safety
 /// `p` is a slot of `s`, which is a small span.
 #[inline(always)]
-pub(crate) unsafe fn free_small(s: &SpanMeta, p: *mut u8) {
+pub(crate) unsafe fn free_small(s: &SpanMeta, p: *mut u8, alloc_byte: &AtomicU8) {
     let heap = this_heap();
     if s.owner.load(Ordering::Relaxed) == heap {
+        crate::api::clear_alloc_byte(alloc_byte, p);
         // SAFETY: we own the span: owner-only fields.
         unsafe {
             *(p as *mut *mut u8) = *s.free.get();
@@ -434,8 +440,14 @@ pub(crate) unsafe fn free_small(s: &SpanMeta, p: *mut u8) {
             }
         }
     } else {
-        // SAFETY: forwarded contract.
-        unsafe { push_thread_free(s, p) }
+        // Announce the free before the allocation byte goes to 0: the owner
+        // retires a span only if it sees no allocated slot and then no free
+        // in progress (see try_retire).
+        s.in_progress.fetch_add(1, Ordering::SeqCst);
+        crate::api::clear_alloc_byte(alloc_byte, p);
+        // SAFETY: p is a slot of s whose allocation byte we cleared.
+        unsafe { push_chain_announced(s, p, p) };
+        s.in_progress.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -454,19 +466,15 @@ unsafe fn reactivate(heap: *mut ThreadHeap, s: &SpanMeta) {
 ///
 /// # Safety
 /// `p` is a slot of small span `s` whose allocation byte this caller cleared.
-pub(crate) unsafe fn push_thread_free(s: &SpanMeta, p: *mut u8) {
-    // SAFETY: a single free slot is a chain from p to p.
-    unsafe { push_thread_free_chain(s, p, p) }
-}
-
 /// Pushes a chain of freed slots `first -> ... -> last` (linked through their
-/// first words) onto `s`'s thread_free stack with one compare-exchange.
+/// first words) onto `s`'s thread_free stack with one compare-exchange, and
+/// notifies the owner if the span is detached.
 ///
 /// # Safety
 /// Every slot of the chain belongs to small span `s` and had its allocation
-/// byte cleared by this caller.
-pub(crate) unsafe fn push_thread_free_chain(s: &SpanMeta, first: *mut u8, last: *mut u8) {
-    s.in_progress.fetch_add(1, Ordering::SeqCst);
+/// byte cleared by this caller, which incremented `s.in_progress` *before*
+/// clearing them and decrements it after this call.
+pub(crate) unsafe fn push_chain_announced(s: &SpanMeta, first: *mut u8, last: *mut u8) {
     let mut head = s.thread_free.load(Ordering::Relaxed);
     loop {
         // SAFETY: the slots are free and ours until the push succeeds.
@@ -494,7 +502,6 @@ pub(crate) unsafe fn push_thread_free_chain(s: &SpanMeta, first: *mut u8, last: 
             }
         }
     }
-    s.in_progress.fetch_sub(1, Ordering::Release);
 }
 
 /// Hands this thread's cache back: empty spans return to the page pool, the
