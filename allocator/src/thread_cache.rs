@@ -505,8 +505,8 @@ pub(crate) unsafe fn push_chain_announced(s: &SpanMeta, first: *mut u8, last: *m
 }
 
 /// Hands this thread's cache back: empty spans return to the page pool, the
-/// others are detached, and the cache waits on the abandoned list for the next
-/// new thread. Called at thread exit (pthread key destructor) and by the collector.
+/// others stay in the cache, which waits on the abandoned list for the next
+/// new thread to adopt it (with its spans and their free slots). Called at thread exit (pthread key destructor) and by the collector.
 pub fn flush_current_thread_cache() {
     let heap = this_heap();
     if heap.is_null() {
@@ -532,8 +532,11 @@ pub fn flush_current_thread_cache() {
                         if try_retire(s) {
                             continue;
                         }
-                        if detach_or_keep(s) && !try_retire(s) {
-                            s.full.store(FULL, Ordering::SeqCst);
+                        // Spans with free slots stay on the cache's avail list
+                        // for the thread that adopts it; full ones are detached
+                        // (a free will put them back on the delayed stack).
+                        if !(*s.free.get()).is_null() || detach_or_keep(s) {
+                            push_avail(h, s);
                         }
                     }
                 }
