@@ -3,7 +3,8 @@
 //!
 //! **Stop-the-world cycle** (`none`, explicit `collect()`, out-of-memory):
 //! clear marks; stop the world; mark from every root; process weak
-//! references and finalizable objects; restart; sweep with allocate-black on.
+//! references and finalizable objects; sweep; restart (see `run_stw_locked`
+//! for why the sweep is inside the pause).
 //!
 //! **Concurrent cycle** (every other dirty source), on the collector thread
 //! (Boehm, Demers & Shenker, PLDI'91):
@@ -12,8 +13,10 @@
 //!    scanned before the final pause, so every write into it must come after
 //!    the arm and dirty its page. Objects allocated between the arm and
 //!    allocate-black are unmarked and are found like any other object.)
-//! 2. mark concurrently from the static roots, `GcAllocator` blocks and user
-//!    roots (thread stacks are scanned only in the final pause).
+//! 2. initial mark: a short pause that reads every thread's stack, registers
+//!    and TLS (they are not tracked by the dirty source) and marks what they
+//!    point to; then mark concurrently from those, the static roots,
+//!    `GcAllocator` blocks and user roots.
 //! 3. precleaning: harvest, re-scan marked objects on dirty pages, drain;
 //!    repeated while it pays (see [`MAX_PRECLEAN_ROUNDS`]).
 //! 4. final pause: stop the world, harvest, re-scan the dirty parts of marked
@@ -32,9 +35,10 @@
 //! **Trigger and heap growth** (bdwgc's free-space divisor): a cycle starts
 //! when `max(initial_heap, live / free_space_divisor)` bytes have been
 //! allocated since the last one; the heap grows only as allocation between
-//! cycles needs. **Pacing**: if mutators allocate another budget's worth
-//! while a concurrent cycle runs, the thread that crosses it waits for the
-//! cycle to finish (a blocking region, so it does not delay the pause).
+//! cycles needs. **Pacing**: if mutators allocate [`PACING_BUDGETS`]
+//! budgets' worth while a concurrent cycle runs, the cycle skips the rest of
+//! its precleaning and the thread that crossed the line waits for the final
+//! pause (in a blocking region, so it does not delay the pause).
 
 use crate::mark::{HeapMarks, MarkStack, Marker};
 use crate::roots::{self, Ranges};
@@ -47,6 +51,9 @@ use oohgc_dirty::PageRange;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Allocation allowed while a concurrent cycle runs, in budgets, before the
+/// allocating thread waits for the cycle to finish.
+pub const PACING_BUDGETS: usize = 2;
 /// At most this many precleaning rounds per cycle.
 pub const MAX_PRECLEAN_ROUNDS: u32 = 4;
 /// Precleaning stops once a round finds fewer dirty pages than this: the
@@ -83,6 +90,9 @@ static SHARED: Mutex<Shared> = Mutex::new(Shared {
     thread_started: false,
 });
 static WAKE_COLLECTOR: Condvar = Condvar::new();
+/// Set by a mutator that spent its pacing allowance: the running cycle skips
+/// the rest of its precleaning and goes to the final pause.
+static HURRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CYCLE_DONE: Condvar = Condvar::new();
 
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
@@ -180,26 +190,46 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
         cs.objects_marked = m.counts.objects;
         cs.bytes_marked = m.counts.bytes;
     }
-    heap::set_allocate_black(true);
     let p2 = Instant::now();
     cs.rescan_ns = ns(p2 - p1);
+    // Sweep before restarting. A thread stopped inside an allocation, after
+    // it read the allocate-black flag but before it published the object,
+    // publishes an unmarked object when it resumes: a sweep running then
+    // would free it under the thread's feet. Swept inside the pause, such
+    // an object simply waits for the next cycle. (Concurrent cycles keep
+    // allocate-black on from before their first pause to the end of their
+    // sweep, so their mutators never read a stale flag.)
+    drop(heap_guard);
+    let s0 = Instant::now();
+    let sw = heap::sweep();
+    cs.sweep_ns = ns(s0.elapsed());
     drop(world);
     let p3 = Instant::now();
-    cs.resume_ns = ns(p3 - p2);
+    cs.resume_ns = ns(p3 - p2) - cs.sweep_ns;
     cs.pause_ns = ns(p3 - p0);
-    drop(heap_guard);
     drop(weak_guard);
     drop(fin);
-    finish_cycle(c, &mut cs, &cfg);
+    finish_cycle(c, &mut cs, &cfg, Some(sw));
 }
 
 /// Sweep, reset the budget, record statistics (after the world restarted).
-fn finish_cycle(c: &mut Cycle, cs: &mut CycleStats, cfg: &crate::Config) {
+fn finish_cycle(
+    c: &mut Cycle,
+    cs: &mut CycleStats,
+    cfg: &crate::Config,
+    swept: Option<heap::SweepStats>,
+) {
     finalize::wake_finalizer();
-    let s0 = Instant::now();
-    let sw = heap::sweep();
-    heap::set_allocate_black(false);
-    cs.sweep_ns = ns(s0.elapsed());
+    let sw = match swept {
+        Some(sw) => sw,
+        None => {
+            let s0 = Instant::now();
+            let sw = heap::sweep();
+            heap::set_allocate_black(false);
+            cs.sweep_ns = ns(s0.elapsed());
+            sw
+        }
+    };
     cs.bytes_freed = sw.bytes_freed as u64;
     cs.live_bytes = sw.live_bytes as u64;
     let hs = heap::stats();
@@ -289,16 +319,28 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         return run_stw_locked(cycle, reason);
     }
     heap::set_allocate_black(true);
-    // Pacing: another budget's worth of allocation during the cycle makes
-    // the allocating thread wait for the cycle's end.
+    // Pacing: PACING_BUDGETS budgets' worth of allocation during the cycle
+    // makes the allocating thread wait for the cycle's end (and the cycle
+    // skip its remaining precleaning).
+    HURRY.store(false, std::sync::atomic::Ordering::Release);
     heap::reset_allocation_counter();
-    heap::set_budget(next_budget(&cfg, runtime::live_estimate()));
+    heap::set_budget(PACING_BUDGETS * next_budget(&cfg, runtime::live_estimate()));
     cs.arm_ns = ns(t0.elapsed());
 
-    // 2. Concurrent mark from everything but thread stacks.
-    let t1 = Instant::now();
+    // 2. Initial mark: thread stacks and registers are not tracked by the
+    // dirty source, so read them in a short pause (only marking what they
+    // point to directly; the tracing happens concurrently below).
     roots::static_segments(&mut c.statics);
     let mut m = Marker::new(stack, HeapMarks);
+    {
+        let i0 = Instant::now();
+        let world = oohgc_barriers::stop_world();
+        roots::scan_threads(&mut m, &world);
+        drop(world);
+        cs.initial_pause_ns = ns(i0.elapsed());
+    }
+    // Concurrent mark from the stack roots found above and everything else.
+    let t1 = Instant::now();
     roots::scan_global_roots(&mut m, &c.statics);
     roots::mark_manual_objects(&mut m);
     finalize::mark_pending_concurrently(&mut m);
@@ -308,7 +350,9 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // 3. Precleaning.
     let t2 = Instant::now();
     let mut last = u64::MAX;
-    while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS {
+    while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS
+        && !HURRY.load(std::sync::atomic::Ordering::Acquire)
+    {
         let pages = match harvest(src, &mut c.dirty) {
             Ok(p) => p,
             Err(()) => break,
@@ -371,18 +415,27 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     drop(weak_guard);
     drop(fin);
     if let Err(e) = src.disarm() {
-        runtime::eprint_line(format_args!("oohgc: disarming `{}` failed: {e}", src.name()));
+        runtime::eprint_line(format_args!(
+            "oohgc: disarming `{}` failed: {e}",
+            src.name()
+        ));
     }
-    finish_cycle(c, &mut cs, &cfg);
+    finish_cycle(c, &mut cs, &cfg, None);
 }
 
 /// Harvest the dirty source into `out` as sorted, merged ranges; returns
 /// the number of dirty pages.
-fn harvest(src: &dyn oohgc_dirty::DirtySource, out: &mut RawVec<(usize, usize)>) -> Result<u64, ()> {
+fn harvest(
+    src: &dyn oohgc_dirty::DirtySource,
+    out: &mut RawVec<(usize, usize)>,
+) -> Result<u64, ()> {
     out.clear();
     let r = src.harvest(&mut |r: PageRange| out.push((r.start, r.end())));
     if let Err(e) = r {
-        runtime::eprint_line(format_args!("oohgc: harvest from `{}` failed: {e}", src.name()));
+        runtime::eprint_line(format_args!(
+            "oohgc: harvest from `{}` failed: {e}",
+            src.name()
+        ));
         return Err(());
     }
     out.as_mut_slice().sort_unstable();
@@ -397,7 +450,10 @@ fn harvest(src: &dyn oohgc_dirty::DirtySource, out: &mut RawVec<(usize, usize)>)
         }
     }
     out.truncate(merged);
-    Ok(out.iter().map(|&(s, e)| ((e - s) / oohgc_dirty::PAGE_SIZE) as u64).sum())
+    Ok(out
+        .iter()
+        .map(|&(s, e)| ((e - s) / oohgc_dirty::PAGE_SIZE) as u64)
+        .sum())
 }
 
 /// Re-scan the parts of marked objects that lie on dirty pages.
@@ -453,8 +509,9 @@ pub(crate) fn on_budget_exceeded() {
         WAKE_COLLECTOR.notify_one();
         return;
     }
-    // A cycle is under way and the mutators spent another budget: wait for
-    // it to finish (pacing).
+    // A cycle is under way and the mutators spent their pacing allowance:
+    // hurry the cycle to its final pause and wait for it (pacing).
+    HURRY.store(true, std::sync::atomic::Ordering::Release);
     let target = sh.completed + 1;
     let _b = oohgc_barriers::enter_blocking();
     while sh.completed < target && (sh.running || sh.requested) {

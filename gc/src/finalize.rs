@@ -175,7 +175,9 @@ pub(crate) fn wake_finalizer() {
         std::thread::Builder::new()
             .name("oohgc-finalizer".into())
             .spawn(finalizer_thread)
-            .unwrap_or_else(|e| crate::runtime::fatal(format_args!("cannot start the finalizer thread: {e}")));
+            .unwrap_or_else(|e| {
+                crate::runtime::fatal(format_args!("cannot start the finalizer thread: {e}"))
+            });
         return;
     }
     QUEUE_NONEMPTY.notify_one();

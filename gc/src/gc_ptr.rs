@@ -61,6 +61,17 @@ fn alloc_collected(layout: Layout, kind: ObjectKind) -> *mut u8 {
     p
 }
 
+/// Under the `card` source, a new object's initialising stores are pointer
+/// stores like any other: mark its cards (a no-op for other sources).
+#[inline]
+fn card_mark_new(base: usize, size: usize) {
+    let mut page = base & !(oohgc_dirty::PAGE_SIZE - 1);
+    while page < base + size.max(1) {
+        oohgc_dirty::card::write_barrier(page.max(base));
+        page += oohgc_dirty::PAGE_SIZE;
+    }
+}
+
 unsafe fn drop_glue<T>(p: *mut u8) {
     // SAFETY: the caller passes an object holding an initialised T that is
     // dropped exactly once.
@@ -91,6 +102,7 @@ impl<T: 'static> Gc<T> {
         let p = alloc_collected(Layout::new::<T>(), ObjectKind::Managed) as *mut T;
         // SAFETY: p is a fresh, aligned, zeroed allocation big enough for T.
         unsafe { p.write(value) };
+        card_mark_new(p as usize, std::mem::size_of::<T>());
         if std::mem::needs_drop::<T>() {
             crate::finalize::register(p as usize, drop_glue::<T>, local);
         }
@@ -158,12 +170,16 @@ impl<T: Copy + 'static> Gc<[T]> {
 
     fn copy_slice(items: &[T], kind: ObjectKind) -> Gc<[T]> {
         let layout = Layout::array::<T>(items.len()).unwrap_or_else(|_| {
-            panic!("Gc::from_slice: {} elements overflow the address space", items.len())
+            panic!(
+                "Gc::from_slice: {} elements overflow the address space",
+                items.len()
+            )
         });
         let p = alloc_collected(layout, kind) as *mut T;
         // SAFETY: p has room for items.len() T's; T: Copy, so a bitwise
         // copy is a valid copy.
         unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), p, items.len()) };
+        card_mark_new(p as usize, std::mem::size_of_val(items));
         let slice = std::ptr::slice_from_raw_parts_mut(p, items.len());
         Gc {
             // SAFETY: p is non-null.

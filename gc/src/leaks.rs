@@ -11,8 +11,8 @@
 //! with `add_roots`.
 
 use crate::mark::{MarkSet, MarkStack, Marker};
-use crate::verify::VisitBitmap;
 use crate::roots;
+use crate::verify::VisitBitmap;
 use oohgc_allocator::{self as heap, ObjectKind};
 use oohgc_dirty::raw_vec::RawVec;
 use std::sync::Mutex;

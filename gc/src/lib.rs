@@ -25,8 +25,8 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
 mod collector;
+pub mod config;
 mod finalize;
 mod fork;
 mod gc_ptr;
@@ -40,14 +40,18 @@ mod verify;
 mod weak;
 
 pub use collector::{
-    collect, start_cycle, try_collect, wait_for_cycles, MAX_PRECLEAN_ROUNDS, PRECLEAN_ENOUGH_PAGES,
+    collect, start_cycle, try_collect, wait_for_cycles, MAX_PRECLEAN_ROUNDS, PACING_BUDGETS,
+    PRECLEAN_ENOUGH_PAGES,
 };
 pub use config::{Config, ConfigError};
 pub use finalize::{finalizer_panics, run_finalizers};
 pub use gc_ptr::{Gc, NoPointers};
 pub use global_alloc::GcAllocator;
 pub use roots::{add_roots, remove_roots};
-pub use stats::{heap_size, live_bytes, on_cycle, stats, CycleKind, CycleReason, CycleStats, PauseHistogram, Stats};
+pub use stats::{
+    heap_size, live_bytes, on_cycle, stats, CycleKind, CycleReason, CycleStats, PauseHistogram,
+    Stats,
+};
 pub use weak::GcWeak;
 
 use std::fmt;

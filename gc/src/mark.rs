@@ -28,6 +28,21 @@ struct Entry {
 /// committed only as it is touched).
 const STACK_CAPACITY: usize = (256 << 20) / std::mem::size_of::<Entry>();
 
+/// Objects in flight between the mark stack and the scan (see [`Marker::drain`]).
+const PREFETCH_DISTANCE: usize = 8;
+
+/// Ask the CPU to start loading the cache line at `addr`.
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// The mark stack: a fixed reservation with an overflow flag.
 pub(crate) struct MarkStack {
     entries: *mut Entry,
@@ -210,28 +225,51 @@ impl<'a, M: MarkSet> Marker<'a, M> {
         let mut p = (lo + 7) & !7;
         let end = hi & !7;
         self.counts.words += (end.saturating_sub(p) / 8) as u64;
+        let (heap_lo, heap_len) = (self.lo, self.hi.wrapping_sub(self.lo));
         while p < end {
             // SAFETY: the caller passes readable memory (a live object, a
             // stack, a data segment); an aligned atomic load of a word cannot
             // tear and does not race in the memory model.
             let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
-            self.mark_word(word);
             p += 8;
+            if word.wrapping_sub(heap_lo) < heap_len {
+                if let Some(obj) = heap::find_object(word) {
+                    self.mark_object(obj);
+                }
+            }
         }
     }
 
     /// Scan queued objects until none is left, recovering from overflow.
+    ///
+    /// Objects go through a small FIFO between the mark stack and the scan:
+    /// each is prefetched as it enters and scanned [`PREFETCH_DISTANCE`]
+    /// objects later, so the cache miss on its first line overlaps other
+    /// work (Boehm's prefetch-on-grey; pointer chasing otherwise stalls on
+    /// every object).
     pub(crate) fn drain(&mut self) {
+        let mut ring = [Entry { base: 0, size: 0 }; PREFETCH_DISTANCE];
+        let (mut head, mut len) = (0usize, 0usize);
         loop {
-            while let Some(e) = self.stack.pop() {
-                self.scan_range(e.base, e.base + e.size);
+            while len < PREFETCH_DISTANCE {
+                let Some(e) = self.stack.pop() else { break };
+                prefetch(e.base);
+                ring[(head + len) % PREFETCH_DISTANCE] = e;
+                len += 1;
             }
-            if !self.stack.overflowed {
-                return;
+            if len == 0 {
+                if !self.stack.overflowed {
+                    return;
+                }
+                self.stack.overflowed = false;
+                self.counts.overflows += 1;
+                self.rescan_all_marked();
+                continue;
             }
-            self.stack.overflowed = false;
-            self.counts.overflows += 1;
-            self.rescan_all_marked();
+            let e = ring[head];
+            head = (head + 1) % PREFETCH_DISTANCE;
+            len -= 1;
+            self.scan_range(e.base, e.base + e.size);
         }
     }
 

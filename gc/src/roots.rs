@@ -25,7 +25,10 @@ static USER_ROOTS: Mutex<Ranges> = Mutex::new(RawVec::new());
 pub fn add_roots(start: *const u8, end: *const u8) {
     let (s, e) = (start as usize, end as usize);
     assert!(s <= e, "add_roots: start {s:#x} is above end {e:#x}");
-    USER_ROOTS.lock().unwrap_or_else(|p| p.into_inner()).push((s, e));
+    USER_ROOTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((s, e));
 }
 
 /// Remove a range registered with [`add_roots`] (by its start); returns
@@ -61,7 +64,12 @@ pub(crate) fn static_segments(out: &mut Ranges) {
         let relro = phdrs
             .iter()
             .find(|p| p.p_type == libc::PT_GNU_RELRO)
-            .map(|p| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize));
+            .map(|p| {
+                (
+                    base + p.p_vaddr as usize,
+                    base + (p.p_vaddr + p.p_memsz) as usize,
+                )
+            });
         for p in phdrs {
             if p.p_type != libc::PT_LOAD || p.p_flags & libc::PF_W == 0 {
                 continue;
@@ -105,7 +113,10 @@ pub(crate) fn mark_manual_objects<M: MarkSet>(marker: &mut Marker<'_, M>) {
 }
 
 /// Scan every stopped thread's stack (registers included) and TLS.
-pub(crate) fn scan_threads<M: MarkSet>(marker: &mut Marker<'_, M>, world: &oohgc_barriers::StoppedWorld) {
+pub(crate) fn scan_threads<M: MarkSet>(
+    marker: &mut Marker<'_, M>,
+    world: &oohgc_barriers::StoppedWorld,
+) {
     world.for_each_thread(&mut |t| {
         marker.scan_range(t.stack.0, t.stack.1);
         for &(s, e) in t.tls {

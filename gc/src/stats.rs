@@ -53,6 +53,8 @@ pub struct CycleStats {
     pub preclean_ns: u64,
     /// Dirty pages found by precleaning.
     pub preclean_dirty_pages: u64,
+    /// The initial-mark pause of a concurrent cycle (reading thread stacks).
+    pub initial_pause_ns: u64,
     /// The whole (final) pause, from asking threads to stop until they run.
     pub pause_ns: u64,
     /// Stopping the world.
@@ -94,13 +96,14 @@ impl fmt::Display for CycleStats {
         let ms = |ns: u64| ns as f64 / 1e6;
         write!(
             f,
-            "oohgc: cycle {} {:?}/{:?} src={} pause={:.3}ms (stop {:.3} harvest {:.3} rescan {:.3} resume {:.3}) \
+            "oohgc: cycle {} {:?}/{:?} src={} initial={:.3}ms pause={:.3}ms (stop {:.3} harvest {:.3} rescan {:.3} resume {:.3}) \
              arm={:.3}ms mark={:.3}ms preclean={}x{:.3}ms sweep={:.3}ms dirty={} rescanned={} marked={}KiB \
              freed={}KiB live={}KiB heap={}KiB threads={}",
             self.cycle,
             self.kind,
             self.reason,
             self.dirty_source,
+            ms(self.initial_pause_ns),
             ms(self.pause_ns),
             ms(self.stop_ns),
             ms(self.harvest_ns),
@@ -179,13 +182,13 @@ pub struct Stats {
     pub live_bytes: usize,
     /// Bytes in `GcAllocator` blocks now.
     pub manual_bytes: usize,
-    /// Sum of all pauses.
+    /// Sum of all pauses (initial-mark and final).
     pub total_pause_ns: u64,
-    /// Longest pause.
+    /// Longest pause (initial-mark or final).
     pub max_pause_ns: u64,
     /// Last pause.
     pub last_pause_ns: u64,
-    /// Every pause.
+    /// Every pause (a concurrent cycle has two: initial mark and final).
     pub pauses: PauseHistogram,
     /// Sum of marking time (concurrent and paused).
     pub total_mark_ns: u64,
@@ -193,7 +196,7 @@ pub struct Stats {
     pub total_sweep_ns: u64,
     /// Dirty source in use ("" before the collector started).
     pub dirty_source: &'static str,
-    /// Dirty pages harvested in final pauses, summed.
+    /// Dirty pages harvested (precleaning and final pauses), summed.
     pub dirty_pages_harvested: u64,
     /// Finalizers run.
     pub finalizers_run: u64,
@@ -241,6 +244,7 @@ pub(crate) static TOTALS: Mutex<Totals> = Mutex::new(Totals {
         preclean_rounds: 0,
         preclean_ns: 0,
         preclean_dirty_pages: 0,
+        initial_pause_ns: 0,
         pause_ns: 0,
         stop_ns: 0,
         harvest_ns: 0,
@@ -271,12 +275,15 @@ pub(crate) fn record(c: &CycleStats, print: bool) {
         if c.kind == CycleKind::Concurrent {
             t.concurrent_cycles += 1;
         }
-        t.total_pause_ns += c.pause_ns;
-        t.max_pause_ns = t.max_pause_ns.max(c.pause_ns);
+        t.total_pause_ns += c.pause_ns + c.initial_pause_ns;
+        t.max_pause_ns = t.max_pause_ns.max(c.pause_ns).max(c.initial_pause_ns);
         t.total_mark_ns += c.concurrent_mark_ns + c.rescan_ns + c.preclean_ns;
         t.total_sweep_ns += c.sweep_ns;
-        t.dirty_pages += c.dirty_pages;
+        t.dirty_pages += c.dirty_pages + c.preclean_dirty_pages;
         t.live_bytes = c.live_bytes as usize;
+        if c.initial_pause_ns > 0 {
+            t.pauses.push(c.initial_pause_ns);
+        }
         t.pauses.push(c.pause_ns);
         t.last = *c;
         t.callback

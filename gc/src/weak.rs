@@ -104,7 +104,10 @@ impl<T: 'static> std::fmt::Debug for GcWeak<T> {
 
 /// Clear every registered cell whose target is unmarked; drop cells that
 /// are themselves garbage. Returns how many were cleared.
-pub(crate) fn clear_unreachable<M: MarkSet>(table: &mut MutexGuard<'static, Table>, m: &Marker<'_, M>) -> u64 {
+pub(crate) fn clear_unreachable<M: MarkSet>(
+    table: &mut MutexGuard<'static, Table>,
+    m: &Marker<'_, M>,
+) -> u64 {
     let cells = &mut table.cells;
     let mut cleared = 0;
     let mut i = 0;
@@ -117,8 +120,8 @@ pub(crate) fn clear_unreachable<M: MarkSet>(table: &mut MutexGuard<'static, Tabl
         // SAFETY: the cell is marked, so it is a live WeakCell.
         let cell = unsafe { &*(cell_addr as *const WeakCell) };
         let t = cell.target.load(Ordering::Acquire);
-        let live = t != 0
-            && oohgc_allocator::find_object(t).is_some_and(|o| m.marks().is_marked(o.base));
+        let live =
+            t != 0 && oohgc_allocator::find_object(t).is_some_and(|o| m.marks().is_marked(o.base));
         if live {
             i += 1;
         } else {

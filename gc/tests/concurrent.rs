@@ -21,7 +21,10 @@ static GC: oohgc::GcAllocator = oohgc::GcAllocator;
 fn setup() {
     // The verifier re-marks after every concurrent cycle and aborts the
     // process on a lost object.
-    let cfg = oohgc::Config::from_env().unwrap().verify(true).initial_heap(2 << 20);
+    let cfg = oohgc::Config::from_env()
+        .unwrap()
+        .verify(true)
+        .initial_heap(2 << 20);
     cfg.apply().unwrap();
     oohgc::init().unwrap();
 }
@@ -65,7 +68,12 @@ fn new_vertex(id: u64, to: Gc<Vertex>) -> Gc<Vertex> {
     let t = Gc::as_ptr(&to) as usize;
     Gc::new(Vertex {
         id,
-        edges: [AtomicUsize::new(t), AtomicUsize::new(t), AtomicUsize::new(t), AtomicUsize::new(t)],
+        edges: [
+            AtomicUsize::new(t),
+            AtomicUsize::new(t),
+            AtomicUsize::new(t),
+            AtomicUsize::new(t),
+        ],
     })
 }
 
@@ -73,12 +81,21 @@ fn new_vertex(id: u64, to: Gc<Vertex>) -> Gc<Vertex> {
 fn mutation_torture_with_the_verifier() {
     setup();
     const N: usize = 20_000;
-    let root = new_vertex(0, Gc::new(Vertex { id: u64::MAX, edges: Default::default() }));
+    let root = new_vertex(
+        0,
+        Gc::new(Vertex {
+            id: u64::MAX,
+            edges: Default::default(),
+        }),
+    );
     // The long-lived graph: a Vec keeps every vertex; edges are rewired.
     let all: Arc<Vec<Gc<Vertex>>> = Arc::new((0..N as u64).map(|i| new_vertex(i, root)).collect());
     for (i, v) in all.iter().enumerate() {
         for e in 0..4 {
-            v.edges[e].store(Gc::as_ptr(&all[(i * 7 + e * 13) % N]) as usize, Ordering::Release);
+            v.edges[e].store(
+                Gc::as_ptr(&all[(i * 7 + e * 13) % N]) as usize,
+                Ordering::Release,
+            );
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,7 +139,11 @@ fn mutation_torture_with_the_verifier() {
                             _ => {
                                 let mut v = edge(a, slot);
                                 for _ in 0..4 {
-                                    assert!(v.id < N as u64 || (1_000_000..1_001_000).contains(&v.id) || v.id == u64::MAX);
+                                    assert!(
+                                        v.id < N as u64
+                                            || (1_000_000..1_001_000).contains(&v.id)
+                                            || v.id == u64::MAX
+                                    );
                                     if v.id == u64::MAX {
                                         break;
                                     }
@@ -185,7 +206,11 @@ fn a_pointer_written_only_by_a_system_call() {
             assert_eq!(n, 8);
             // SAFETY: reading 8 bytes into a slot of the 512-word buffer.
             let n = unsafe { libc::read(fds[0], dst as *mut libc::c_void, 8) };
-            let n = if n < 0 { -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as isize) } else { n };
+            let n = if n < 0 {
+                -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as isize)
+            } else {
+                n
+            };
             black_box(&t);
             (n, addr ^ 0xFFFF)
         }
@@ -202,12 +227,19 @@ fn a_pointer_written_only_by_a_system_call() {
             unsafe { libc::read(fds[0], &mut sink as *mut usize as *mut libc::c_void, 8) };
             continue;
         }
-        assert_eq!(n, 8, "read(2) into the collected buffer failed: errno {}", -n);
+        assert_eq!(
+            n, 8,
+            "read(2) into the collected buffer failed: errno {}",
+            -n
+        );
         assert_eq!(buf[slot], target_addr ^ 0xFFFF);
         churn(1);
         // SAFETY: the buffer holds the target's address; the test checks it survived.
         let t: Gc<[u64; 6]> = unsafe { Gc::from_raw(buf[slot] as *const [u64; 6]) };
-        assert_eq!(*t, [round; 6], "an object referenced only through read(2) was freed");
+        assert_eq!(
+            *t, [round; 6],
+            "an object referenced only through read(2) was freed"
+        );
     }
     stop.store(true, Ordering::Release);
     driver.join().unwrap();
@@ -291,7 +323,10 @@ fn a_thread_blocked_in_a_system_call_across_final_pauses() {
             }
         }
         // SAFETY: writing one byte from a local.
-        assert_eq!(unsafe { libc::write(wfd, b"x".as_ptr() as *const libc::c_void, 1) }, 1);
+        assert_eq!(
+            unsafe { libc::write(wfd, b"x".as_ptr() as *const libc::c_void, 1) },
+            1
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     h.join().unwrap();

@@ -10,7 +10,10 @@ static GC: oohgc::GcAllocator = oohgc::GcAllocator;
 
 fn child_stderr(test: &str, env: &[(&str, &str)]) -> (bool, String) {
     let out = run_in_child(test, env);
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -20,7 +23,11 @@ fn starts_the_collector() {
     oohgc::collect();
     assert_eq!(*g, 5);
     if is_child() {
-        eprintln!("SOURCE={} CYCLES={}", oohgc::dirty_source_name(), oohgc::stats().cycles);
+        eprintln!(
+            "SOURCE={} CYCLES={}",
+            oohgc::dirty_source_name(),
+            oohgc::stats().cycles
+        );
     }
 }
 
@@ -32,7 +39,11 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
     let cases: &[(&str, &str, &str)] = &[
         ("OOHGC_MAX_HEAP", "1k", "at least 4M"),
         ("OOHGC_MAX_HEAP", "lots", "at least 4M"),
-        ("OOHGC_DIRTY", "bogus", "epml, spml, pagemap-scan, uffd, mprotect, soft-dirty, card, none"),
+        (
+            "OOHGC_DIRTY",
+            "bogus",
+            "epml, spml, pagemap-scan, uffd, mprotect, soft-dirty, card, none",
+        ),
         ("OOHGC_PML_ENGINE", "fast", "async or sync"),
         ("OOHGC_VERIFY", "yes", "0 or 1"),
         ("OOHGC_STATS", "2", "0 or 1"),
@@ -45,9 +56,18 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
     for (var, value, allowed) in cases {
         let (ok, err) = child_stderr("starts_the_collector", &[(var, value)]);
         assert!(!ok, "{var}={value} was accepted");
-        assert!(err.contains(var), "{var}={value}: message does not name the variable: {err}");
-        assert!(err.contains(value), "{var}={value}: message does not show the value: {err}");
-        assert!(err.contains(allowed), "{var}={value}: message does not list what is allowed: {err}");
+        assert!(
+            err.contains(var),
+            "{var}={value}: message does not name the variable: {err}"
+        );
+        assert!(
+            err.contains(value),
+            "{var}={value}: message does not show the value: {err}"
+        );
+        assert!(
+            err.contains(allowed),
+            "{var}={value}: message does not list what is allowed: {err}"
+        );
     }
 }
 
@@ -56,10 +76,16 @@ fn good_environment_values_take_effect() {
     if is_child() {
         return;
     }
-    let (ok, err) = child_stderr("starts_the_collector", &[("OOHGC_DIRTY", "none"), ("OOHGC_STATS", "1")]);
+    let (ok, err) = child_stderr(
+        "starts_the_collector",
+        &[("OOHGC_DIRTY", "none"), ("OOHGC_STATS", "1")],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("SOURCE=none"), "{err}");
-    assert!(err.contains("oohgc: cycle 1"), "OOHGC_STATS=1 printed no cycle line: {err}");
+    assert!(
+        err.contains("oohgc: cycle 1"),
+        "OOHGC_STATS=1 printed no cycle line: {err}"
+    );
     let (ok, err) = child_stderr("starts_the_collector", &[("OOHGC_DIRTY", "pagemap-scan")]);
     assert!(ok, "{err}");
     assert!(err.contains("SOURCE=pagemap-scan"), "{err}");

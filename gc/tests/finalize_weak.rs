@@ -27,7 +27,10 @@ impl Drop for Counted {
         self.log.lock().unwrap().push(self.id);
         if let Some(n) = &self.next {
             // The referent must still be intact while its referrer is dropped.
-            assert!(n.id < 1_000_000, "referent freed before its referrer's finalizer ran");
+            assert!(
+                n.id < 1_000_000,
+                "referent freed before its referrer's finalizer ran"
+            );
         }
     }
 }
@@ -36,7 +39,11 @@ impl Drop for Counted {
 fn make_chain(log: &'static Mutex<Vec<u64>>, base: u64, len: u64) -> Gc<Counted> {
     let mut head: Option<Gc<Counted>> = None;
     for i in (0..len).rev() {
-        head = Some(Gc::new(Counted { id: base + i, log, next: head }));
+        head = Some(Gc::new(Counted {
+            id: base + i,
+            log,
+            next: head,
+        }));
     }
     head.unwrap()
 }
@@ -69,7 +76,10 @@ fn finalizers_run_once_for_unreachable_objects_in_topological_order() {
         settle();
     }
     let log = LOG.lock().unwrap().clone();
-    assert!(log.iter().all(|&i| i >= 1000), "a reachable object was finalized: {log:?}");
+    assert!(
+        log.iter().all(|&i| i >= 1000),
+        "a reachable object was finalized: {log:?}"
+    );
     let mut seen = std::collections::HashSet::new();
     for &i in &log {
         assert!(seen.insert(i), "object {i} finalized twice");
@@ -77,11 +87,20 @@ fn finalizers_run_once_for_unreachable_objects_in_topological_order() {
             // Referrers (lower index in the chain) are finalized first.
             let pos = log.iter().position(|&x| x == i).unwrap();
             let prev = log.iter().position(|&x| x == i - 1);
-            assert!(prev.is_some_and(|p| p < pos), "{i} finalized before its referrer {}", i - 1);
+            assert!(
+                prev.is_some_and(|p| p < pos),
+                "{i} finalized before its referrer {}",
+                i - 1
+            );
         }
     }
-    let complete = (0..100u64).filter(|c| (0..4).all(|k| seen.contains(&(1000 + c * 10 + k)))).count();
-    assert!(complete >= 90, "only {complete}/100 unreachable chains were fully finalized");
+    let complete = (0..100u64)
+        .filter(|c| (0..4).all(|k| seen.contains(&(1000 + c * 10 + k))))
+        .count();
+    assert!(
+        complete >= 90,
+        "only {complete}/100 unreachable chains were fully finalized"
+    );
     assert_eq!(kept.id, 100);
     assert_eq!(kept.next.as_ref().unwrap().id, 101);
 }
@@ -130,7 +149,9 @@ fn resurrected_objects_stay_valid() {
     #[inline(never)]
     fn make() {
         for i in 0..50 {
-            black_box(Gc::new(Phoenix { payload: [i, 8, 7, 6] }));
+            black_box(Gc::new(Phoenix {
+                payload: [i, 8, 7, 6],
+            }));
         }
     }
     make();
@@ -138,7 +159,11 @@ fn resurrected_objects_stay_valid() {
         settle();
     }
     let saved = SAVED.lock().unwrap().clone();
-    assert!(saved.len() >= 40, "only {} of 50 finalizers ran", saved.len());
+    assert!(
+        saved.len() >= 40,
+        "only {} of 50 finalizers ran",
+        saved.len()
+    );
     // The Vec (a GcAllocator block, a root) now points at the objects: they
     // must not be freed or reused.
     collect_many(4);
@@ -146,7 +171,10 @@ fn resurrected_objects_stay_valid() {
         // SAFETY: reading the plain words of a resurrected object (its value
         // was dropped, but Phoenix's payload has no drop glue).
         let payload = unsafe { (*(addr as *const Phoenix)).payload };
-        assert!(payload[0] < 50 && payload[1..] == [8, 7, 6], "a resurrected object was reused: {payload:?}");
+        assert!(
+            payload[0] < 50 && payload[1..] == [8, 7, 6],
+            "a resurrected object was reused: {payload:?}"
+        );
     }
 }
 
@@ -189,8 +217,16 @@ fn weak_references_clear_when_and_only_when_the_target_is_gone() {
     }
     let weak_dead = dead_weak();
     collect_many(4);
-    assert_eq!(*weak_live.upgrade().expect("cleared while the target was live"), [1, 2, 3]);
-    assert!(weak_dead.upgrade().is_none(), "not cleared after the target became unreachable");
+    assert_eq!(
+        *weak_live
+            .upgrade()
+            .expect("cleared while the target was live"),
+        [1, 2, 3]
+    );
+    assert!(
+        weak_dead.upgrade().is_none(),
+        "not cleared after the target became unreachable"
+    );
     black_box(&live);
     // A weak map: entries vanish with their values.
     let mut map = std::collections::HashMap::new();
@@ -224,12 +260,17 @@ fn upgrades_racing_collections_never_see_freed_objects() {
     };
     let mut upgraded = 0;
     for round in 0..300u64 {
-        let weaks: Vec<GcWeak<[u64; 8]>> = (0..50).map(|i| Gc::downgrade(&Gc::new([round * 100 + i; 8]))).collect();
+        let weaks: Vec<GcWeak<[u64; 8]>> = (0..50)
+            .map(|i| Gc::downgrade(&Gc::new([round * 100 + i; 8])))
+            .collect();
         churn(1);
         for (i, w) in weaks.iter().enumerate() {
             if let Some(g) = w.upgrade() {
                 upgraded += 1;
-                assert!(g.iter().all(|&x| x == round * 100 + i as u64), "upgrade returned a freed object");
+                assert!(
+                    g.iter().all(|&x| x == round * 100 + i as u64),
+                    "upgrade returned a freed object"
+                );
             }
         }
     }

@@ -34,15 +34,33 @@ fn system_mode() -> bool {
 unsafe impl GlobalAlloc for Switch {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         // SAFETY: forwarding the caller's contract.
-        unsafe { if system_mode() { System.alloc(l) } else { oohgc::GcAllocator.alloc(l) } }
+        unsafe {
+            if system_mode() {
+                System.alloc(l)
+            } else {
+                oohgc::GcAllocator.alloc(l)
+            }
+        }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: forwarding the caller's contract.
-        unsafe { if system_mode() { System.dealloc(p, l) } else { oohgc::GcAllocator.dealloc(p, l) } }
+        unsafe {
+            if system_mode() {
+                System.dealloc(p, l)
+            } else {
+                oohgc::GcAllocator.dealloc(p, l)
+            }
+        }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         // SAFETY: forwarding the caller's contract.
-        unsafe { if system_mode() { System.realloc(p, l, n) } else { oohgc::GcAllocator.realloc(p, l, n) } }
+        unsafe {
+            if system_mode() {
+                System.realloc(p, l, n)
+            } else {
+                oohgc::GcAllocator.realloc(p, l, n)
+            }
+        }
     }
 }
 
@@ -63,7 +81,8 @@ fn workload(seed: u64, collect: bool) -> u64 {
                 let i = rng.below(boxes.len() as u64) as usize;
                 boxes.swap_remove(i);
             }
-            2 => strings.push(format!("s{}-{}", step, rng.below(1000)).repeat(1 + rng.below(20) as usize)),
+            2 => strings
+                .push(format!("s{}-{}", step, rng.below(1000)).repeat(1 + rng.below(20) as usize)),
             3 if !strings.is_empty() => {
                 let i = rng.below(strings.len() as u64) as usize;
                 let extra = "x".repeat(rng.below(200) as usize);
@@ -131,7 +150,10 @@ fn randomized_std_workload_matches_the_system_allocator() {
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(ours, theirs, "the workload's result differs under GcAllocator");
+    assert_eq!(
+        ours, theirs,
+        "the workload's result differs under GcAllocator"
+    );
     assert!(oohgc::stats().cycles >= 10);
 }
 
@@ -190,9 +212,15 @@ fn zero_sized_and_huge_requests() {
     // SAFETY: huge but valid layouts; the allocator must return null.
     unsafe {
         let huge = Layout::from_size_align(usize::MAX / 4, 8).unwrap();
-        assert!(std::alloc::alloc(huge).is_null(), "a 4 EiB request did not fail");
+        assert!(
+            std::alloc::alloc(huge).is_null(),
+            "a 4 EiB request did not fail"
+        );
         let big = Layout::from_size_align(1 << 46, 4096).unwrap();
-        assert!(std::alloc::alloc(big).is_null(), "a 64 TiB request did not fail");
+        assert!(
+            std::alloc::alloc(big).is_null(),
+            "a 64 TiB request did not fail"
+        );
     }
     // The heap still works afterwards.
     let v: Vec<u64> = (0..10_000).collect();

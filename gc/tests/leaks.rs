@@ -21,8 +21,14 @@ fn leak_things() -> (usize, usize) {
     let forgotten = Box::new([0x11u8; 3000]);
     let forgotten_addr = &*forgotten as *const [u8; 3000] as usize;
     std::mem::forget(forgotten);
-    let a = Rc::new(Cyclic { _marker: [1; 4000], other: RefCell::new(None) });
-    let b = Rc::new(Cyclic { _marker: [2; 4000], other: RefCell::new(Some(a.clone())) });
+    let a = Rc::new(Cyclic {
+        _marker: [1; 4000],
+        other: RefCell::new(None),
+    });
+    let b = Rc::new(Cyclic {
+        _marker: [2; 4000],
+        other: RefCell::new(Some(a.clone())),
+    });
     *a.other.borrow_mut() = Some(b.clone());
     let cycle_addr = Rc::as_ptr(&a) as usize;
     (forgotten_addr ^ KEY, cycle_addr ^ KEY)
@@ -45,7 +51,10 @@ fn clobber_stack() {
 #[test]
 fn leaks_are_reported_and_live_blocks_are_not() {
     if !is_child() {
-        let out = run_in_child("leaks_are_reported_and_live_blocks_are_not", &[("OOHGC_FIND_LEAKS", "1")]);
+        let out = run_in_child(
+            "leaks_are_reported_and_live_blocks_are_not",
+            &[("OOHGC_FIND_LEAKS", "1")],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{err}");
@@ -57,11 +66,20 @@ fn leaks_are_reported_and_live_blocks_are_not() {
         };
         let forgotten = line("FORGOTTEN ").expect("child printed the forgotten address");
         let live = line("LIVE ").expect("child printed the live address");
-        assert!(err.contains(&format!("at {forgotten} ")), "the forgotten Box was not reported:\n{err}");
-        assert!(!err.contains(&format!("at {live} ")), "a live Box was reported as leaked:\n{err}");
+        assert!(
+            err.contains(&format!("at {forgotten} ")),
+            "the forgotten Box was not reported:\n{err}"
+        );
+        assert!(
+            !err.contains(&format!("at {live} ")),
+            "a live Box was reported as leaked:\n{err}"
+        );
         assert!(err.contains("leak summary"), "no summary line:\n{err}");
         // The Rc cycle: two blocks of a little over 4000 bytes each.
-        let big = err.lines().filter(|l| l.contains("oohgc: leak:") && l.contains(" 40")).count();
+        let big = err
+            .lines()
+            .filter(|l| l.contains("oohgc: leak:") && l.contains(" 40"))
+            .count();
         assert!(big >= 2, "the Rc cycle was not reported:\n{err}");
         return;
     }

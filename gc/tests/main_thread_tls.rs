@@ -29,7 +29,11 @@ fn clobber_stack() {
 
 fn main() {
     // SAFETY: gettid/getpid have no preconditions.
-    assert_eq!(unsafe { libc::syscall(libc::SYS_gettid) as i32 }, unsafe { libc::getpid() }, "not the main thread");
+    assert_eq!(
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 },
+        unsafe { libc::getpid() },
+        "not the main thread"
+    );
     stash(0xC0FFEE);
     clobber_stack();
     for _ in 0..6 {
@@ -41,6 +45,9 @@ fn main() {
     let addr = MAIN_TLS.with(|t| t.get());
     // SAFETY: the address came from a Gc<[u64; 8]>; the test checks it survived.
     let g: Gc<[u64; 8]> = unsafe { Gc::from_raw(addr as *const [u64; 8]) };
-    assert_eq!(*g, [0xC0FFEE; 8], "a Gc held only in the main thread's thread_local was freed");
+    assert_eq!(
+        *g, [0xC0FFEE; 8],
+        "a Gc held only in the main thread's thread_local was freed"
+    );
     println!("1 passed, 0 failed");
 }

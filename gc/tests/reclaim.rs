@@ -15,7 +15,10 @@ const LIMIT: usize = 64 << 20;
 #[test]
 fn ten_times_the_heap_limit_in_garbage() {
     if !is_child() {
-        let out = run_in_child("ten_times_the_heap_limit_in_garbage", &[("OOHGC_MAX_HEAP", "64M")]);
+        let out = run_in_child(
+            "ten_times_the_heap_limit_in_garbage",
+            &[("OOHGC_MAX_HEAP", "64M")],
+        );
         assert_child_ok(&out);
         return;
     }
@@ -34,14 +37,27 @@ fn ten_times_the_heap_limit_in_garbage() {
         std::hint::black_box((medium, large));
         i += 1;
         let heap = oohgc::heap_size();
-        assert!(heap <= LIMIT, "heap grew to {heap} bytes past the {LIMIT}-byte limit");
+        assert!(
+            heap <= LIMIT,
+            "heap grew to {heap} bytes past the {LIMIT}-byte limit"
+        );
     }
     for (k, g) in kept.iter().enumerate() {
         assert_eq!(g[0], k as u64 * 1000);
     }
     let s = oohgc::stats();
-    assert!(s.cycles > 5, "only {} cycles for {} bytes allocated", s.cycles, allocated);
-    eprintln!("allocated {} MiB in a {} MiB heap with {} cycles", allocated >> 20, LIMIT >> 20, s.cycles);
+    assert!(
+        s.cycles > 5,
+        "only {} cycles for {} bytes allocated",
+        s.cycles,
+        allocated
+    );
+    eprintln!(
+        "allocated {} MiB in a {} MiB heap with {} cycles",
+        allocated >> 20,
+        LIMIT >> 20,
+        s.cycles
+    );
 }
 
 #[test]
@@ -68,7 +84,10 @@ fn live_data_past_the_limit_is_an_allocation_failure() {
 #[test]
 fn explicit_free_then_reuse_after_the_limit() {
     if !is_child() {
-        let out = run_in_child("explicit_free_then_reuse_after_the_limit", &[("OOHGC_MAX_HEAP", "32M")]);
+        let out = run_in_child(
+            "explicit_free_then_reuse_after_the_limit",
+            &[("OOHGC_MAX_HEAP", "32M")],
+        );
         assert_child_ok(&out);
         return;
     }
@@ -84,7 +103,11 @@ fn explicit_free_then_reuse_after_the_limit() {
             }
             blocks.push(p);
         }
-        assert!(blocks.len() >= 16, "only {} MiB before failure", blocks.len());
+        assert!(
+            blocks.len() >= 16,
+            "only {} MiB before failure",
+            blocks.len()
+        );
         let p = blocks.pop().unwrap();
         dealloc(p, layout);
         let q = alloc(layout);

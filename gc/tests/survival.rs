@@ -26,12 +26,18 @@ impl Payload {
     fn new(seed: u64) -> Payload {
         let mut w = [0; 8];
         for (i, x) in w.iter_mut().enumerate() {
-            *x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64);
+            *x = seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(i as u64);
         }
         Payload { words: w }
     }
     fn check(&self, seed: u64) {
-        assert_eq!(self.words, Payload::new(seed).words, "object contents changed: it was freed while live");
+        assert_eq!(
+            self.words,
+            Payload::new(seed).words,
+            "object contents changed: it was freed while live"
+        );
     }
 }
 
@@ -43,7 +49,11 @@ struct Node {
 
 fn tree(depth: u32, val: u64) -> Gc<Node> {
     if depth == 0 {
-        return Gc::new(Node { left: None, right: None, val });
+        return Gc::new(Node {
+            left: None,
+            right: None,
+            val,
+        });
     }
     Gc::new(Node {
         left: Some(tree(depth - 1, val * 2)),
@@ -58,7 +68,11 @@ fn tree_sum(n: &Gc<Node>) -> u64 {
 
 #[test]
 fn the_issue_example_compiles_and_runs() {
-    let tree = Gc::new(Node { left: None, right: None, val: 1 });
+    let tree = Gc::new(Node {
+        left: None,
+        right: None,
+        val: 1,
+    });
     let shared = Gc::new(std::sync::Mutex::new(Vec::new()));
     shared.lock().unwrap().push(tree);
     oohgc::collect();
@@ -66,7 +80,10 @@ fn the_issue_example_compiles_and_runs() {
     assert!(s.cycles >= 1);
     assert!(s.heap_size > 0);
     assert_eq!(shared.lock().unwrap()[0].val, 1);
-    assert_eq!(std::mem::size_of::<Gc<Node>>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Gc<Node>>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 #[test]
@@ -115,7 +132,8 @@ fn in_a_static() {
     clobber_stack();
     collect_many(5);
     // SAFETY: the static kept the object alive (what this test checks).
-    let p: Gc<Payload> = unsafe { Gc::from_raw(STATIC_SLOT.load(Ordering::SeqCst) as *const Payload) };
+    let p: Gc<Payload> =
+        unsafe { Gc::from_raw(STATIC_SLOT.load(Ordering::SeqCst) as *const Payload) };
     p.check(3);
 }
 
@@ -314,7 +332,12 @@ fn deep_random_graph_with_checksum() {
     }
     let mut rng = Rng(42);
     let nodes: Vec<Gc<G>> = (0..5000)
-        .map(|id| Gc::new(G { id, edges: Mutex::new(Vec::new()) }))
+        .map(|id| {
+            Gc::new(G {
+                id,
+                edges: Mutex::new(Vec::new()),
+            })
+        })
         .collect();
     for n in &nodes {
         for _ in 0..3 {
@@ -326,7 +349,14 @@ fn deep_random_graph_with_checksum() {
     let checksum = |nodes: &[Gc<G>]| -> u64 {
         nodes
             .iter()
-            .map(|n| n.edges.lock().unwrap().iter().map(|e| e.id * 31 + n.id).sum::<u64>())
+            .map(|n| {
+                n.edges
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.id * 31 + n.id)
+                    .sum::<u64>()
+            })
             .sum()
     };
     let before = checksum(&nodes);

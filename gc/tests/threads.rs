@@ -20,7 +20,11 @@ struct Node {
 
 fn build(depth: u32, val: u64) -> Gc<Node> {
     if depth == 0 {
-        Gc::new(Node { left: None, right: None, val })
+        Gc::new(Node {
+            left: None,
+            right: None,
+            val,
+        })
     } else {
         Gc::new(Node {
             left: Some(build(depth - 1, val.wrapping_mul(3))),
@@ -71,11 +75,19 @@ fn eight_threads_trees_and_collections() {
                     // Link: graft a shared tree under a fresh node.
                     let other = shared.lock().unwrap().last().copied();
                     if let Some((o, os)) = other {
-                        let top = Gc::new(Node { left: Some(o), right: Some(tree), val: 1 });
+                        let top = Gc::new(Node {
+                            left: Some(o),
+                            right: Some(tree),
+                            val: 1,
+                        });
                         assert_eq!(sum(&top), 1u64.wrapping_add(os).wrapping_add(s));
                     }
                     for (tr, s) in &mine {
-                        assert_eq!(sum(tr), *s, "a tree changed: an object was freed while live");
+                        assert_eq!(
+                            sum(tr),
+                            *s,
+                            "a tree changed: an object was freed while live"
+                        );
                     }
                 }
             })
