@@ -12,8 +12,12 @@ use oohgc_dirty::DirtySource;
 
 fn discard(s: &dyn DirtySource, addr: usize) {
     // SAFETY: dropping the contents of one page of a mapping we own.
-    assert_eq!(unsafe { libc::madvise(addr as *mut _, 4096, libc::MADV_DONTNEED) }, 0);
-    s.discarded(oohgc_dirty::PageRange::new(addr, 4096).unwrap()).unwrap();
+    assert_eq!(
+        unsafe { libc::madvise(addr as *mut _, 4096, libc::MADV_DONTNEED) },
+        0
+    );
+    s.discarded(oohgc_dirty::PageRange::new(addr, 4096).unwrap())
+        .unwrap();
 }
 
 fn check(name: &str) {
@@ -36,14 +40,23 @@ fn check_with(name: &str, engine: oohgc_dirty::pml::Engine) {
     m.write(2, 7);
     m.write(5, 7);
     let got = harvest_pages(&*s);
-    assert!(got.contains(&m.page(2)), "{name}: a write after MADV_DONTNEED of a populated page was missed");
-    assert!(got.contains(&m.page(5)), "{name}: a write after MADV_DONTNEED of an empty page was missed");
+    assert!(
+        got.contains(&m.page(2)),
+        "{name}: a write after MADV_DONTNEED of a populated page was missed"
+    );
+    assert!(
+        got.contains(&m.page(5)),
+        "{name}: a write after MADV_DONTNEED of an empty page was missed"
+    );
     // And once more after a re-arm.
     s.arm().unwrap();
     discard(&*s, m.page(2));
     m.write(2, 9);
     let got = harvest_pages(&*s);
-    assert!(got.contains(&m.page(2)), "{name}: a write after discard in a fresh epoch was missed");
+    assert!(
+        got.contains(&m.page(2)),
+        "{name}: a write after discard in a fresh epoch was missed"
+    );
 }
 
 #[test]
