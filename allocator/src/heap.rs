@@ -30,7 +30,8 @@ pub(crate) struct Layout {
     pub lo: usize,
     pub hi: usize,
     pub pages: usize,
-    pub max_heap: usize,
+    /// Changeable at run time ([`set_max_heap`]); never above the reservation.
+    pub max_heap: core::sync::atomic::AtomicUsize,
     pub page_head: *const AtomicU32,
     pub spans: *const SpanMeta,
     pub alloc: *const AtomicU8,
@@ -45,7 +46,7 @@ static LAYOUT: LayoutCell = LayoutCell(UnsafeCell::new(Layout {
     lo: 0,
     hi: 0,
     pages: 0,
-    max_heap: 0,
+    max_heap: core::sync::atomic::AtomicUsize::new(0),
     page_head: core::ptr::null(),
     spans: core::ptr::null(),
     alloc: core::ptr::null(),
@@ -121,7 +122,7 @@ fn init_locked(config: HeapConfig) -> Result<(), HeapError> {
             lo,
             hi: lo + config.reserve,
             pages,
-            max_heap: config.max_heap,
+            max_heap: core::sync::atomic::AtomicUsize::new(config.max_heap),
             page_head: page_head as *const AtomicU32,
             spans: spans as *const SpanMeta,
             alloc: alloc as *const AtomicU8,
@@ -214,4 +215,29 @@ impl Layout {
         // SAFETY: as for alloc_byte.
         unsafe { &*self.mark.add(head * SLOTS_PER_PAGE + slot) }
     }
+}
+
+/// Change the heap limit of a live heap (or set it for a heap not yet
+/// started, like `init` would). The new limit must be at least
+/// [`MIN_HEAP`](crate::MIN_HEAP) and at most the reservation; memory already
+/// committed above a lowered limit stays committed until a sweep returns it,
+/// and no new memory is committed while the heap is over the limit.
+pub fn set_max_heap(max_heap: usize) -> Result<(), crate::HeapError> {
+    if !is_initialized() {
+        return match init(crate::HeapConfig {
+            max_heap,
+            ..crate::HeapConfig::default()
+        }) {
+            Err(crate::HeapError::AlreadyInitialized) => set_max_heap(max_heap),
+            r => r,
+        };
+    }
+    let l = layout();
+    crate::HeapConfig {
+        max_heap,
+        reserve: l.hi - l.lo,
+    }
+    .validate()?;
+    l.max_heap.store(max_heap, Ordering::Release);
+    Ok(())
 }

@@ -62,7 +62,7 @@ pub use config::{
     HeapConfig, HeapError, COMMIT_CHUNK, DEFAULT_RESERVE, GRANULE, MAX_ALIGN, MAX_RESERVE,
     MIN_HEAP, PAGE_SIZE,
 };
-pub use heap::{heap_bounds, init, is_initialized};
+pub use heap::{heap_bounds, init, is_initialized, set_max_heap};
 pub use lock::{lock, HeapGuard};
 pub use mark::{clear_marks, is_marked, set_allocate_black, try_mark};
 pub use object::{ObjectInfo, ObjectKind};

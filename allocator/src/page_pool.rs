@@ -152,7 +152,9 @@ fn take_run(pages: usize, align_pages: usize) -> Option<(usize, bool)> {
             continue;
         }
         let returned = (i..i + pages).filter(|&q| get(p.returned, q)).count();
-        if p.committed + returned * PAGE_SIZE > l.max_heap {
+        if p.committed + returned * PAGE_SIZE
+            > l.max_heap.load(core::sync::atomic::Ordering::Acquire)
+        {
             // Re-committing these returned pages would pass max_heap; a run
             // further on may need fewer.
             none_free_before = false;
@@ -215,7 +217,12 @@ fn grow(pages: usize) -> bool {
     let l = layout();
     let p = pool();
     let need = pages * PAGE_SIZE;
-    let room = l.max_heap.saturating_sub(p.committed) / PAGE_SIZE * PAGE_SIZE;
+    let room = l
+        .max_heap
+        .load(core::sync::atomic::Ordering::Acquire)
+        .saturating_sub(p.committed)
+        / PAGE_SIZE
+        * PAGE_SIZE;
     let left = (l.pages - p.frontier) * PAGE_SIZE;
     let bytes = need.max(COMMIT_CHUNK).min(room).min(left);
     let start_page = p.frontier;

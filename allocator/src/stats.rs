@@ -47,7 +47,7 @@ pub fn stats() -> HeapStats {
     let mut s = HeapStats {
         reserved: l.hi - l.lo,
         committed,
-        max_heap: l.max_heap,
+        max_heap: l.max_heap.load(core::sync::atomic::Ordering::Relaxed),
         returned_to_os: returned,
         ..HeapStats::default()
     };

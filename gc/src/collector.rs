@@ -232,8 +232,7 @@ fn finish_cycle(
     };
     cs.bytes_freed = sw.bytes_freed as u64;
     cs.live_bytes = sw.live_bytes as u64;
-    let hs = heap::stats();
-    cs.heap_size = hs.committed as u64;
+    cs.heap_size = heap::committed_bytes() as u64;
     if let Some(st) = c.stack.as_mut() {
         st.release_memory();
     }
@@ -406,11 +405,13 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         verify::verify_marks(stack, &world, &fin, &c.statics, &c.dirty, cs.cycle);
     }
     let p4 = Instant::now();
-    cs.verify_ns = ns(p4 - p3);
+    if cfg.verify {
+        cs.verify_ns = ns(p4 - p3);
+    }
     drop(world);
     let p5 = Instant::now();
     cs.resume_ns = ns(p5 - p4);
-    cs.pause_ns = ns(p5 - p0) - cs.verify_ns;
+    cs.pause_ns = ns(p5 - p0) - ns(p4 - p3);
     drop(heap_guard);
     drop(weak_guard);
     drop(fin);

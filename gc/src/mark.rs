@@ -194,17 +194,6 @@ impl<'a, M: MarkSet> Marker<'a, M> {
         &self.marks
     }
 
-    /// Treat `word` as a possible pointer.
-    #[inline]
-    pub(crate) fn mark_word(&mut self, word: usize) {
-        if word.wrapping_sub(self.lo) >= self.hi.wrapping_sub(self.lo) {
-            return;
-        }
-        if let Some(obj) = heap::find_object(word) {
-            self.mark_object(obj);
-        }
-    }
-
     /// Mark `obj` and queue it for scanning if it was unmarked.
     #[inline]
     pub(crate) fn mark_object(&mut self, obj: ObjectInfo) {

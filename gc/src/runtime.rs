@@ -135,9 +135,7 @@ pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
         return Err(InitError::AlreadyStarted);
     }
     if cfg.max_heap != old.max_heap {
-        return Err(InitError::Heap(
-            "the maximum heap can only be set with OOHGC_MAX_HEAP (the heap starts at the first allocation)".into(),
-        ));
+        oohgc_allocator::set_max_heap(cfg.max_heap).map_err(|e| InitError::Heap(e.to_string()))?;
     }
     *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
     Ok(())

@@ -345,7 +345,7 @@ pub fn stats() -> Stats {
 
 /// Committed heap bytes.
 pub fn heap_size() -> usize {
-    oohgc_allocator::stats().committed
+    oohgc_allocator::committed_bytes()
 }
 
 /// Live bytes after the last collection.

@@ -111,3 +111,138 @@ fn builder_errors() {
     let e = oohgc::Config::new().pml_engine("x").unwrap_err();
     assert!(e.to_string().contains("async or sync"), "{e}");
 }
+
+/// Run by the children below: allocate 48 MiB of garbage with automatic
+/// collection and report what the settings did.
+#[test]
+fn report_effects() {
+    if !is_child() {
+        return;
+    }
+    static VERIFY_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    oohgc::on_cycle(Some(|c| {
+        VERIFY_NS.fetch_add(c.verify_ns, std::sync::atomic::Ordering::Relaxed);
+    }));
+    for i in 0..(48 << 20) / 64 {
+        std::hint::black_box(oohgc::Gc::new([i as u64; 6]));
+    }
+    if oohgc::start_cycle() {
+        oohgc::wait_for_cycles(1);
+    }
+    let s = oohgc::stats();
+    eprintln!(
+        "EFFECTS source={} cycles={} verify_ns={} counters={:?}",
+        oohgc::dirty_source_name(),
+        s.cycles,
+        VERIFY_NS.load(std::sync::atomic::Ordering::Relaxed),
+        s.source_counters
+            .iter()
+            .filter(|(n, _)| n.starts_with("pml_engine"))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn effects(env: &[(&str, &str)]) -> String {
+    let (ok, err) = child_stderr("report_effects", env);
+    assert!(ok, "{env:?}: {err}");
+    err.lines()
+        .find(|l| l.contains("EFFECTS"))
+        .unwrap_or_else(|| panic!("{env:?}: no report: {err}"))
+        .to_owned()
+}
+
+fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn each_setting_takes_effect() {
+    if is_child() {
+        return;
+    }
+    // Initial heap and divisor: a smaller budget means more cycles.
+    let small = field(
+        &effects(&[
+            ("OOHGC_INITIAL_HEAP", "1M"),
+            ("OOHGC_FREE_SPACE_DIVISOR", "100"),
+        ]),
+        "cycles",
+    );
+    let large = field(&effects(&[("OOHGC_INITIAL_HEAP", "32M")]), "cycles");
+    assert!(
+        small > large * 4,
+        "OOHGC_INITIAL_HEAP had no effect: {small} vs {large} cycles"
+    );
+    // Collector off: no automatic cycles (only the explicit one at the end).
+    let off = field(
+        &effects(&[("OOHGC_COLLECTOR", "off"), ("OOHGC_INITIAL_HEAP", "1M")]),
+        "cycles",
+    );
+    assert!(off <= 1, "OOHGC_COLLECTOR=off still collected {off} times");
+    // Verifier: verification time is recorded only when it is on.
+    let v_on = field(
+        &effects(&[("OOHGC_VERIFY", "1"), ("OOHGC_INITIAL_HEAP", "4M")]),
+        "verify_ns",
+    );
+    let v_off = field(
+        &effects(&[("OOHGC_VERIFY", "0"), ("OOHGC_INITIAL_HEAP", "4M")]),
+        "verify_ns",
+    );
+    assert!(
+        v_on > 0 && v_off == 0,
+        "OOHGC_VERIFY had no effect: {v_on} / {v_off}"
+    );
+    // PML engine: the sync engine takes one trap per first write.
+    let sync = effects(&[
+        ("OOHGC_DIRTY", "epml"),
+        ("OOHGC_PML_ENGINE", "sync"),
+        ("OOHGC_INITIAL_HEAP", "4M"),
+    ]);
+    assert!(sync.contains("source=epml"), "{sync}");
+    assert!(
+        !sync.contains("(\"pml_engine_write_faults\", 0)"),
+        "OOHGC_PML_ENGINE=sync took no trap: {sync}"
+    );
+    // Signals: a collector on real-time signals works.
+    let sig = effects(&[
+        ("OOHGC_SUSPEND_SIGNAL", "SIGRTMIN+3"),
+        ("OOHGC_RESTART_SIGNAL", "SIGRTMIN+4"),
+    ]);
+    assert!(field(&sig, "cycles") > 0, "{sig}");
+    // Leak reports print a summary per cycle.
+    let (ok, err) = child_stderr(
+        "report_effects",
+        &[("OOHGC_FIND_LEAKS", "1"), ("OOHGC_INITIAL_HEAP", "8M")],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("leak summary"),
+        "OOHGC_FIND_LEAKS=1 printed no report: {err}"
+    );
+}
+
+#[test]
+fn config_api_max_heap_takes_effect() {
+    if !is_child() {
+        let out = run_in_child("config_api_max_heap_takes_effect", &[]);
+        common::assert_child_ok(&out);
+        return;
+    }
+    oohgc::Config::from_env()
+        .unwrap()
+        .max_heap(16 << 20)
+        .unwrap()
+        .apply()
+        .unwrap();
+    let layout = std::alloc::Layout::from_size_align(1 << 20, 8).unwrap();
+    let mut n = 0;
+    // SAFETY: plain global-allocator calls; the blocks are leaked on purpose.
+    while unsafe { !std::alloc::alloc(layout).is_null() } {
+        n += 1;
+        assert!(n <= 16, "more than 16 MiB allocated under a 16 MiB limit");
+    }
+    assert!(n >= 8, "only {n} MiB allocated under a 16 MiB limit");
+}

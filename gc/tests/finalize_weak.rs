@@ -9,7 +9,7 @@ mod common;
 use common::{churn, collect_many};
 use oohgc::{Gc, GcWeak};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[global_allocator]
