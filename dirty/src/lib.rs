@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod contract;
+pub mod cross_check;
 pub mod pml;
 pub mod raw_vec;
 pub mod service_thread;
