@@ -189,9 +189,9 @@ impl CrossCheck {
 
     fn report_strict(&self, page: usize) -> ! {
         let mut line = LineBuf::new();
-        let _ = write!(
+        let _ = writeln!(
             line,
-            "oohgc-dirty: CROSS-CHECK FAILED: page {page:#x} was reported dirty by `{}` but not by `{}` (false negative of `{}`)\n",
+            "oohgc-dirty: CROSS-CHECK FAILED: page {page:#x} was reported dirty by `{}` but not by `{}` (false negative of `{}`)",
             self.secondary.name(),
             self.primary.name(),
             self.primary.name()

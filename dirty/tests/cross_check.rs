@@ -44,7 +44,7 @@ impl DirtySource for Lossy {
         self.inner.harvest(&mut |r| {
             for p in 0..r.pages() {
                 let page = r.start + p * PAGE_SIZE;
-                if (page / PAGE_SIZE) % self.drop_every != 0 {
+                if !(page / PAGE_SIZE).is_multiple_of(self.drop_every) {
                     sink(PageRange::new(page, PAGE_SIZE).unwrap());
                 }
             }
@@ -88,7 +88,7 @@ fn a_lossy_primary_is_counted_and_its_pages_still_reach_the_caller() {
     check.disarm().unwrap();
     // ... and then exactly the dropped pages are counted.
     let dropped = (0..30)
-        .filter(|&i| (m.page(i) / PAGE_SIZE) % 3 == 0)
+        .filter(|&i| (m.page(i) / PAGE_SIZE).is_multiple_of(3))
         .count() as u64;
     assert_eq!(check.false_negatives(), dropped);
     assert_eq!(check.pages_checked(), 30);
@@ -97,7 +97,7 @@ fn a_lossy_primary_is_counted_and_its_pages_still_reach_the_caller() {
     m.write(0, 2);
     let _ = harvest_pages(&check);
     check.disarm().unwrap();
-    let extra = u64::from((m.page(0) / PAGE_SIZE) % 3 == 0);
+    let extra = u64::from((m.page(0) / PAGE_SIZE).is_multiple_of(3));
     assert_eq!(check.false_negatives(), dropped + extra);
     let mut named = 0;
     check.for_each_counter(&mut |name, v| {
