@@ -49,6 +49,43 @@ pub fn find_object(addr: usize) -> Option<ObjectInfo> {
     })
 }
 
+/// Set the mark of the slot containing `addr`, allocated or not; returns
+/// whether `addr` lies in a slot of a span.
+///
+/// For the collector's thread roots: a thread stopped inside an allocation,
+/// between taking a slot off its free list and publishing it, holds the only
+/// pointer to an object that `find_object` does not know yet. Marking the
+/// slot makes the object survive the next sweep once it is published. A free
+/// slot marked this way is harmless: the sweep skips unallocated slots, and
+/// the next `clear_marks` resets it.
+pub fn mark_slot(addr: usize) -> bool {
+    let l = layout();
+    if addr.wrapping_sub(l.lo) >= l.hi - l.lo || !is_initialized() {
+        return false;
+    }
+    let page = l.page_of(addr);
+    if page >= frontier_pages() {
+        return false;
+    }
+    let h = l.head_entry(page).load(Ordering::Acquire);
+    if h == 0 {
+        return false;
+    }
+    let span = l.span(h as usize - 1);
+    let Some((v, _gen)) = span.view() else {
+        return false;
+    };
+    if addr < v.start || addr >= v.end() {
+        return false;
+    }
+    let slot = v.slot_of(addr);
+    if slot >= v.slots {
+        return false;
+    }
+    l.mark_byte(v.head, slot).store(1, Ordering::Release);
+    true
+}
+
 /// Calls `f(head_page, span, view, gen)` for every span whose first page lies
 /// in `[first, last]` or that covers `first`.
 pub(crate) fn for_each_span(

@@ -39,6 +39,12 @@ pub struct BlockingGuard {
 /// `stop_world` does not signal this thread and reports its stack from the
 /// stack pointer recorded here. Nested calls are allowed.
 #[inline(never)]
+// Inlined into the caller on purpose: the callee-saved registers must be
+// spilled, and the stack pointer recorded, in the frame that stays live for
+// the whole region. Spilled inside a called function, they would be that
+// function's own register values (the caller's are pushed in its prologue,
+// in a frame that is dead, and overwritten, once it returns).
+#[inline(always)]
 pub fn enter_blocking() -> BlockingGuard {
     registry::register_current_thread();
     let slot = registry::current_slot().expect("registered just above");

@@ -150,6 +150,11 @@ pub(crate) trait MarkSet {
     fn try_mark(&mut self, base: usize) -> bool;
     /// Whether `base` was reached.
     fn is_marked(&self, base: usize) -> bool;
+    /// A thread root points into a slot that is not (yet) an allocated
+    /// object; see [`Marker::scan_thread_range`]. Default: ignore it.
+    fn mark_unpublished_slot(&mut self, addr: usize) {
+        let _ = addr;
+    }
 }
 
 /// The heap's own side-table mark bits.
@@ -163,6 +168,9 @@ impl MarkSet for HeapMarks {
     #[inline]
     fn is_marked(&self, base: usize) -> bool {
         heap::is_marked(base)
+    }
+    fn mark_unpublished_slot(&mut self, addr: usize) {
+        heap::mark_slot(addr);
     }
 }
 
@@ -224,6 +232,31 @@ impl<'a, M: MarkSet> Marker<'a, M> {
             if word.wrapping_sub(heap_lo) < heap_len {
                 if let Some(obj) = heap::find_object(word) {
                     self.mark_object(obj);
+                }
+            }
+        }
+    }
+
+    /// Scan a stopped thread's stack, registers or TLS. Besides what
+    /// [`Marker::scan_range`] does, a word pointing into a slot that is not
+    /// an allocated object marks that slot: the thread may be stopped inside
+    /// an allocation, holding a slot it has not published yet; when it
+    /// resumes it publishes the object (unmarked, if it read the
+    /// allocate-black flag before the collector set it), and a sweep running
+    /// then must not free it.
+    pub(crate) fn scan_thread_range(&mut self, lo: usize, hi: usize) {
+        let mut p = (lo + 7) & !7;
+        let end = hi & !7;
+        self.counts.words += (end.saturating_sub(p) / 8) as u64;
+        let (heap_lo, heap_len) = (self.lo, self.hi.wrapping_sub(self.lo));
+        while p < end {
+            // SAFETY: a stopped thread's stack or TLS is readable memory.
+            let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
+            p += 8;
+            if word.wrapping_sub(heap_lo) < heap_len {
+                match heap::find_object(word) {
+                    Some(obj) => self.mark_object(obj),
+                    None => self.marks.mark_unpublished_slot(word),
                 }
             }
         }

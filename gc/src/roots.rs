@@ -118,9 +118,9 @@ pub(crate) fn scan_threads<M: MarkSet>(
     world: &oohgc_barriers::StoppedWorld,
 ) {
     world.for_each_thread(&mut |t| {
-        marker.scan_range(t.stack.0, t.stack.1);
+        marker.scan_thread_range(t.stack.0, t.stack.1);
         for &(s, e) in t.tls {
-            marker.scan_range(s, e);
+            marker.scan_thread_range(s, e);
         }
     });
     if crate::runtime::current_thread_is_mutator() {

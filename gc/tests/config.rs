@@ -239,8 +239,10 @@ fn config_api_max_heap_takes_effect() {
         .unwrap();
     let layout = std::alloc::Layout::from_size_align(1 << 20, 8).unwrap();
     let mut n = 0;
-    // SAFETY: plain global-allocator calls; the blocks are leaked on purpose.
-    while unsafe { !std::alloc::alloc(layout).is_null() } {
+    // Called through the allocator value, not `std::alloc::alloc`: the
+    // compiler may remove an unused `__rust_alloc` and fold its null check.
+    // SAFETY: plain allocator calls; the blocks are leaked on purpose.
+    while unsafe { !std::hint::black_box(std::alloc::GlobalAlloc::alloc(&GC, layout)).is_null() } {
         n += 1;
         assert!(n <= 16, "more than 16 MiB allocated under a 16 MiB limit");
     }

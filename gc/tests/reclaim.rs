@@ -91,7 +91,12 @@ fn explicit_free_then_reuse_after_the_limit() {
         assert_child_ok(&out);
         return;
     }
-    use std::alloc::{alloc, dealloc, Layout};
+    use std::alloc::{GlobalAlloc, Layout};
+    // Through the allocator value, not `std::alloc::alloc`, whose unused
+    // results the compiler may remove (and assume non-null).
+    // SAFETY (both): valid layouts; pointers passed back came from `alloc`.
+    let alloc = |l: Layout| std::hint::black_box(unsafe { GC.alloc(l) });
+    let dealloc = |p: *mut u8, l: Layout| unsafe { GC.dealloc(p, l) };
     let layout = Layout::from_size_align(1 << 20, 8).unwrap();
     let mut blocks = Vec::new();
     // SAFETY: plain global-allocator calls with a valid layout.
