@@ -38,7 +38,6 @@ pub struct BlockingGuard {
 /// Enters a blocking region (registering the thread if needed). While inside,
 /// `stop_world` does not signal this thread and reports its stack from the
 /// stack pointer recorded here. Nested calls are allowed.
-#[inline(never)]
 // Inlined into the caller on purpose: the callee-saved registers must be
 // spilled, and the stack pointer recorded, in the frame that stays live for
 // the whole region. Spilled inside a called function, they would be that

@@ -99,8 +99,7 @@ fn explicit_free_then_reuse_after_the_limit() {
     let dealloc = |p: *mut u8, l: Layout| unsafe { GC.dealloc(p, l) };
     let layout = Layout::from_size_align(1 << 20, 8).unwrap();
     let mut blocks = Vec::new();
-    // SAFETY: plain global-allocator calls with a valid layout.
-    unsafe {
+    {
         loop {
             let p = alloc(layout);
             if p.is_null() {
