@@ -54,7 +54,14 @@ pub const FIRST_RESEND_AFTER_NS: u64 = 2_000_000;
 pub const MAX_RESEND_INTERVAL_NS: u64 = 20_000_000;
 /// A thread that never registered and does not acknowledge for this long is
 /// given up even if its signal mask does not block the suspend signal.
-pub const UNREGISTERED_GIVE_UP_NS: u64 = 250_000_000;
+///
+/// Two seconds, not less: a thread that was just created runs with every
+/// signal blocked until glibc's start routine unblocks them, and on a loaded
+/// machine (64 runnable threads on 2 cores in the torture suite) it may wait
+/// for the CPU far longer than a scheduler slice. A thread given up runs on
+/// during the pause, so giving up early trades a stall for a risk; a thread
+/// that blocks the signal for good is remembered and skipped at once later.
+pub const UNREGISTERED_GIVE_UP_NS: u64 = 2_000_000_000;
 /// A registered thread that does not acknowledge for this long is reported
 /// once on stderr (and still waited for).
 pub const REGISTERED_WARN_AFTER_NS: u64 = 1_000_000_000;
