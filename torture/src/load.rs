@@ -58,8 +58,11 @@ pub struct LoadReport {
     pub source: &'static str,
     /// Whether the verifier was on.
     pub verify: bool,
-    /// Most worker threads alive at once.
+    /// Worker threads kept running (each exiting one starts its successor).
     pub threads_held: usize,
+    /// Most worker threads alive at once (successors overlap the exiting
+    /// thread, and exiting threads can be held up by a stop-the-world).
+    pub peak_threads_alive: usize,
     /// Worker threads created over the run.
     pub threads_created: u64,
     /// Wall time from the first worker to the last one's exit.
@@ -97,13 +100,14 @@ impl fmt::Display for LoadReport {
         write!(
             f,
             "torture: source={} verify={} threads_held={} threads_created={} duration={:.2}s \
-             cycles={} concurrent_cycles={} objects_allocated={} lost_objects=0 \
+             peak_alive={} cycles={} concurrent_cycles={} objects_allocated={} lost_objects=0 \
              checksum_failures={} stuck_threads={} spawn_failures={} max_pause_ms={:.3} result={}",
             self.source,
             if self.verify { "on" } else { "off" },
             self.threads_held,
             self.threads_created,
             self.duration.as_secs_f64(),
+            self.peak_threads_alive,
             self.cycles,
             self.concurrent_cycles,
             self.objects_allocated,
@@ -425,7 +429,8 @@ pub fn run(opts: LoadOptions) -> LoadReport {
     LoadReport {
         source: oohgc::dirty_source_name(),
         verify: VERIFY_ON.load(Ordering::Acquire),
-        threads_held: shared.max_live_threads.load(Ordering::Relaxed),
+        threads_held: opts.threads,
+        peak_threads_alive: shared.max_live_threads.load(Ordering::Relaxed),
         threads_created: shared.threads_created.load(Ordering::Relaxed),
         duration,
         cycles: s.cycles - stats_before.cycles,

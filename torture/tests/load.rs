@@ -35,6 +35,7 @@ fn torture(source: &str) {
     assert_eq!(field(line, "result"), Some("PASS"), "{line}");
     assert_eq!(field(line, "checksum_failures"), Some("0"), "{line}");
     assert_eq!(field(line, "verify"), Some("on"), "{line}");
+    assert_eq!(field(line, "threads_held"), Some("64"), "{line}");
     let num = |k: &str| -> u64 {
         field(line, k)
             .and_then(|v| v.parse().ok())

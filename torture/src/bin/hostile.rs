@@ -591,6 +591,7 @@ fn blocked_threads() {
         one_cycle();
     }
     let cycles = oohgc::stats().cycles - before;
+    let seconds = start.elapsed().as_secs_f64();
     // SAFETY: writing two bytes from a static buffer.
     check!(
         unsafe { libc::write(wfd, b"xy".as_ptr().cast(), 2) } == 2,
@@ -601,10 +602,7 @@ fn blocked_threads() {
             .unwrap_or_else(|_| fail(format_args!("a parked thread panicked")));
     }
     check!(cycles >= 40, "only {cycles} cycles");
-    println!(
-        "cycles_while_parked={cycles} seconds={:.2}",
-        start.elapsed().as_secs_f64()
-    );
+    println!("cycles_while_parked={cycles} seconds={seconds:.2}");
 }
 
 /// Expected: the second dealloc of the same block aborts with
