@@ -224,8 +224,9 @@ fn garbage(shared: &Shared, rng: &mut Rng) {
         if a[..7].iter().fold(0, |acc, &w| mix(acc ^ w)) != a[7] {
             shared.checksum_failures.fetch_add(1, Ordering::Relaxed);
             eprintln!(
-                "torture: CHECKSUM FAILURE in a garbage array {:p}",
-                Gc::as_ptr(a)
+                "torture: CHECKSUM FAILURE in a garbage array {:p}: now {:x?}",
+                Gc::as_ptr(a),
+                **a
             );
         }
     }
