@@ -366,10 +366,13 @@ impl DirtySource for UffdSource {
     }
 
     fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        // Read under the lock, report after: `f` may allocate, and an
+        // allocation may write a tracked page, whose fault needs this lock.
         let state = self.shared.lock();
-        f("tracked_pages", state.ranges.total_pages());
-        f("armed", state.armed as u64);
+        let (pages, armed) = (state.ranges.total_pages(), state.armed as u64);
         drop(state);
+        f("tracked_pages", pages);
+        f("armed", armed);
         f("user_mode_only", self.shared.uffd.user_mode_only() as u64);
     }
 }

@@ -367,7 +367,8 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     }
     cs.preclean_ns = ns(t2.elapsed());
 
-    // 4. Final pause.
+    // 4. Final pause. Locks first (see each): no stopped thread may hold one.
+    let tracking = runtime::lock_tracking();
     let mut fin = finalize::lock_table();
     let mut weak_guard = weak::lock_table();
     let heap_guard = heap::lock();
@@ -415,6 +416,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     drop(heap_guard);
     drop(weak_guard);
     drop(fin);
+    drop(tracking);
     if let Err(e) = src.disarm() {
         runtime::eprint_line(format_args!(
             "oohgc: disarming `{}` failed: {e}",

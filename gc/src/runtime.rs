@@ -217,6 +217,13 @@ pub(crate) fn tracking_ok() -> bool {
     !TRACKING_BROKEN.load(Ordering::Acquire)
 }
 
+/// Taken by the collector before a pause that uses the dirty source: a
+/// mutator inside [`on_new_chunk`] holds the source's own lock while it
+/// tracks a new chunk, and must not be stopped there.
+pub(crate) fn lock_tracking() -> std::sync::MutexGuard<'static, oohgc_dirty::raw_vec::RawVec<(usize, usize)>> {
+    TRACKED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Heap hook: new memory was committed.
 fn on_new_chunk(start: usize, len: usize) {
     let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());

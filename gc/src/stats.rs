@@ -338,7 +338,18 @@ pub fn stats() -> Stats {
             ("harvest_ns", c.harvest_ns),
             ("arm_ns", c.arm_ns),
         ]);
-        src.for_each_counter(&mut |name, v| s.source_counters.push((name, v)));
+        // Gather into a fixed array first: a source may call back with its
+        // own lock held, and pushing to the Vec allocates (an allocation may
+        // write a tracked page whose fault handler needs that lock).
+        let mut buf = [("", 0u64); 128];
+        let mut n = 0;
+        src.for_each_counter(&mut |name, v| {
+            if n < buf.len() {
+                buf[n] = (name, v);
+                n += 1;
+            }
+        });
+        s.source_counters.extend_from_slice(&buf[..n]);
     }
     s
 }
