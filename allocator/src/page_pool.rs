@@ -310,6 +310,13 @@ pub(crate) fn end_sweep_and_return_old_pages() -> usize {
         }
         let bytes = (q - start) * PAGE_SIZE;
         os::discard(l.page_addr(start), bytes);
+        let hook = DISCARD_HOOK.load(Ordering::Acquire);
+        if hook != 0 {
+            // SAFETY: the value was stored from a `fn(usize, usize)` in set_discard_hook.
+            let hook: fn(usize, usize) =
+                unsafe { core::mem::transmute::<usize, fn(usize, usize)>(hook) };
+            hook(l.page_addr(start), bytes);
+        }
         total += bytes;
     }
     p.committed -= total;
@@ -324,6 +331,17 @@ pub(crate) fn committed_and_returned() -> (usize, usize) {
     let r = (p.committed, p.returned_bytes);
     HEAP_LOCK.unlock();
     r
+}
+
+static DISCARD_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the function called right after pooled pages are returned to
+/// the OS (`MADV_DONTNEED`), before they can be handed out again: a dirty
+/// source whose tracking does not survive a discard is told about it. It
+/// runs with the heap lock held, must not allocate, and must not take a lock
+/// whose holder may wait for the heap lock.
+pub fn set_discard_hook(hook: fn(start: usize, len: usize)) {
+    DISCARD_HOOK.store(hook as usize, Ordering::Release);
 }
 
 /// Registers the function called whenever new heap memory is committed,

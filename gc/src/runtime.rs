@@ -111,6 +111,7 @@ fn init_heap() {
         out_of_memory: crate::collector::on_out_of_memory,
     });
     oohgc_allocator::set_chunk_hook(on_new_chunk);
+    oohgc_allocator::set_discard_hook(on_discard);
     oohgc_allocator::set_budget(cfg.initial_heap);
     oohgc_barriers::set_thread_exit_hook(on_thread_exit);
     HEAP_STATE.store(READY, Ordering::Release);
@@ -220,7 +221,8 @@ pub(crate) fn tracking_ok() -> bool {
 /// Taken by the collector before a pause that uses the dirty source: a
 /// mutator inside [`on_new_chunk`] holds the source's own lock while it
 /// tracks a new chunk, and must not be stopped there.
-pub(crate) fn lock_tracking() -> std::sync::MutexGuard<'static, oohgc_dirty::raw_vec::RawVec<(usize, usize)>> {
+pub(crate) fn lock_tracking(
+) -> std::sync::MutexGuard<'static, oohgc_dirty::raw_vec::RawVec<(usize, usize)>> {
     TRACKED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -229,6 +231,23 @@ fn on_new_chunk(start: usize, len: usize) {
     let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(src) = SOURCE.get() {
         track_locked(&mut tracked, &**src, start, len);
+    }
+}
+
+/// Heap hook: pooled pages were returned to the OS (runs under the heap
+/// lock; the source's `discarded` takes only its own lock, which no holder
+/// keeps while waiting for the heap lock).
+fn on_discard(start: usize, len: usize) {
+    if let Some(src) = SOURCE.get() {
+        if let Err(e) = PageRange::new(start, len).and_then(|r| src.discarded(r)) {
+            if !TRACKING_BROKEN.swap(true, Ordering::AcqRel) {
+                eprint_line(format_args!(
+                    "oohgc: dirty source `{}` lost track of discarded heap memory ({e}); \
+                     collections run stop-the-world from now on",
+                    src.name()
+                ));
+            }
+        }
     }
 }
 
