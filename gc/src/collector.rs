@@ -399,7 +399,6 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     m.drain();
     cs.objects_marked = m.counts.objects;
     cs.bytes_marked = m.counts.bytes;
-    drop(m);
     let p3 = Instant::now();
     cs.rescan_ns = ns(p3 - p2);
     if cfg.verify {

@@ -10,7 +10,7 @@
 //! library's `malloc` memory points to look leaked too: register such memory
 //! with `add_roots`.
 
-use crate::mark::{MarkSet, MarkStack, Marker};
+use crate::mark::{MarkStack, Marker};
 use crate::roots;
 use crate::verify::VisitBitmap;
 use oohgc_allocator::{self as heap, ObjectKind};
@@ -40,7 +40,7 @@ pub(crate) fn report_cycle(cycle: u64) {
         }
         let reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
         heap::for_each_object(Some(ObjectKind::Manual), &mut |o| {
-            if !(&mut visited).is_marked(o.base) && reported.binary_search(&o.base).is_err() {
+            if !visited.is_set(o.base) && reported.binary_search(&o.base).is_err() {
                 leaks.push((o.base, o.size));
             }
         });

@@ -21,7 +21,7 @@
 //! conservatively. Modules: [`config`] (settings and `OOHGC_*` variables),
 //! `collector` (the cycle), `mark` (marking), `roots` (root discovery),
 //! `finalize` and `weak` (finalization, weak references), `verify` (the
-//! verifier), `leaks` (leak reports), [`stats`] (statistics).
+//! verifier), `leaks` (leak reports), [`stats`](mod@stats) (statistics).
 
 #![warn(missing_docs)]
 

@@ -47,6 +47,13 @@ impl VisitBitmap {
         }
     }
 
+    /// Whether the object at `base` was reached.
+    pub(crate) fn is_set(&self, base: usize) -> bool {
+        let (w, m) = self.index(base);
+        // SAFETY: w indexes inside the bitmap (base is inside the heap).
+        unsafe { *self.words.add(w) & m != 0 }
+    }
+
     fn index(&self, base: usize) -> (usize, u64) {
         let bit = (base - self.lo) / GRANULE;
         (bit / 64, 1u64 << (bit % 64))
@@ -63,9 +70,7 @@ impl MarkSet for &mut VisitBitmap {
         newly
     }
     fn is_marked(&self, base: usize) -> bool {
-        let (w, m) = self.index(base);
-        // SAFETY: as above.
-        unsafe { *self.words.add(w) & m != 0 }
+        self.is_set(base)
     }
 }
 
@@ -96,7 +101,7 @@ pub(crate) fn verify_marks(
     }
     let mut lost = 0usize;
     heap::for_each_object(None, &mut |o| {
-        let reached = (&mut bitmap).is_marked(o.base);
+        let reached = bitmap.is_set(o.base);
         if reached && !heap::is_marked(o.base) {
             lost += 1;
             if lost <= 20 {

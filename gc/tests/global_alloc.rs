@@ -106,7 +106,7 @@ fn workload(seed: u64, collect: bool) -> u64 {
                 tree.remove(&k);
             }
         }
-        if collect && step % 4000 == 0 {
+        if collect && step.is_multiple_of(4000) {
             oohgc::collect();
         }
     }

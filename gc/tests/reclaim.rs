@@ -31,7 +31,7 @@ fn ten_times_the_heap_limit_in_garbage() {
         let medium = Gc::from_slice_noscan(&vec![i; 300]);
         let large = Gc::from_slice_noscan(&vec![i as u8; 100_000]);
         allocated += 32 + 2400 + 100_000;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             kept.push(small);
         }
         std::hint::black_box((medium, large));

@@ -259,7 +259,7 @@ fn in_a_register_only() {
                 Gc::as_ptr(&p) as usize ^ key
             };
             hidden.store(masked, Ordering::Release);
-            let flag = Arc::as_ptr(&go) as *const AtomicUsize as usize;
+            let flag = Arc::as_ptr(&go) as usize;
             spinning.store(true, Ordering::Release);
             let out: usize;
             // SAFETY: the asm only reads the flag word and moves values

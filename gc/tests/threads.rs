@@ -16,7 +16,8 @@ struct Node {
     val: u64,
 }
 
-// SAFETY-free: Node holds only Gc<Node> and u64, so Gc<Node> is Send + Sync.
+/// A tree and its checksum.
+type TreeAndSum = (Gc<Node>, u64);
 
 fn build(depth: u32, val: u64) -> Gc<Node> {
     if depth == 0 {
@@ -42,7 +43,7 @@ fn sum(n: &Gc<Node>) -> u64 {
 
 #[test]
 fn eight_threads_trees_and_collections() {
-    let shared: Arc<Mutex<Vec<(Gc<Node>, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let shared: Arc<Mutex<Vec<TreeAndSum>>> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let collector = {
         let stop = stop.clone();
@@ -66,7 +67,7 @@ fn eight_threads_trees_and_collections() {
                     let tree = build(8 + (round % 4) as u32, seed);
                     let s = sum(&tree);
                     mine.push((tree, s));
-                    if round % 3 == 0 {
+                    if round.is_multiple_of(3) {
                         shared.lock().unwrap().push((tree, s));
                     }
                     if mine.len() > 6 {

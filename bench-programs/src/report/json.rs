@@ -9,7 +9,7 @@ pub fn write(report: &Report, path: &Path) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Read a report written by [`write`].
+/// Read a report written by [`write()`].
 pub fn read(path: &Path) -> Result<Report, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

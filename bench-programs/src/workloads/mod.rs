@@ -1,4 +1,4 @@
-//! The workloads, each written once against [`Heap`](crate::heap::Heap).
+//! The workloads, each written once against [`crate::heap::Heap`].
 //!
 //! Every workload has sizes `tiny` (tests), S, M and L, generates its input
 //! in-process from a fixed seed, and returns a checksum that must be equal

@@ -1,7 +1,7 @@
 //! Phoenix word-count: occurrences of every word in a text.
 //!
 //! Each map task (1 MiB of text) counts words in its own heap-allocated
-//! hash table — a [`RefArray`](crate::heap::RefArray) of buckets chaining
+//! hash table — a [`crate::heap::RefArray`] of buckets chaining
 //! [`Node`](crate::heap::Node)s (`value` = count, `aux` = where the word
 //! first occurs, `left` = next in chain) — which the reduce step merges
 //! into the global table and drops. The checksum covers every (word, count)
