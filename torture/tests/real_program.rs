@@ -10,8 +10,8 @@ use common::{field, run_with};
 use std::process::Command;
 use std::time::Duration;
 
-/// Work done per run (about a quarter of a second on the project's VM).
-const SCALE: &str = "40";
+/// Work done per run (about half a second on the project's VM).
+const SCALE: &str = "150";
 
 /// The output line of the program under the system allocator.
 fn reference_output() -> String {

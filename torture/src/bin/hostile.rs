@@ -633,9 +633,10 @@ static NOT_HEAP: [u64; 4] = [0; 4];
 
 /// Expected: a pointer outside the heap is taken for a C-library block (the
 /// collector's own machinery allocates some with `malloc`) and handed to
-/// `free`; glibc detects that a static is not a malloc block and aborts
-/// with "free(): invalid pointer". (A pointer that *is* a live malloc block
-/// would be freed silently: oohgc cannot tell it from its own.)
+/// `free`; glibc either detects that a static is not a malloc block and
+/// aborts ("invalid pointer") or crashes on the bogus chunk header
+/// (SIGSEGV). (A pointer that *is* a live malloc block would be freed
+/// silently: oohgc cannot tell it from its own.)
 fn outside_free() {
     let p = NOT_HEAP.as_ptr() as *mut u8;
     // SAFETY: the deliberate bug: freeing a static.
