@@ -410,6 +410,14 @@ unsafe fn new_small_span(heap: *mut ThreadHeap, k: usize, c: usize) -> Option<*c
     let size = CLASS_SIZE[c] as usize;
     let start = l.page_addr(head);
     let slots = pages * crate::config::PAGE_SIZE / size;
+    // Pooled pages keep the mark bytes of their last occupants (an object
+    // marked, then freed explicitly). `clear_marks` only clears existing
+    // spans, so a span made after it would hand out objects that look
+    // marked, and a collector would never scan them (found by the torture
+    // suite with the stop-the-world verifier). Start every span unmarked.
+    for w in 0..slots.div_ceil(8) {
+        l.mark_word(head, w).store(0, Ordering::Relaxed);
+    }
     let mut next: *mut u8 = null_mut();
     for i in (0..slots).rev() {
         let p = (start + i * size) as *mut u8;

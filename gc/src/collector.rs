@@ -192,6 +192,12 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     }
     let p2 = Instant::now();
     cs.rescan_ns = ns(p2 - p1);
+    if cfg.verify {
+        // A second, independent full mark: catches roots or objects the
+        // first one could miss (a thread not stopped, a racing allocation).
+        verify::verify_marks(stack, &world, &fin, &c.statics, &RawVec::new(), cs.cycle);
+        cs.verify_ns = ns(p2.elapsed());
+    }
     // Sweep before restarting. A thread stopped inside an allocation, after
     // it read the allocate-black flag but before it published the object,
     // publishes an unmarked object when it resumes: a sweep running then
@@ -205,8 +211,8 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     cs.sweep_ns = ns(s0.elapsed());
     drop(world);
     let p3 = Instant::now();
-    cs.resume_ns = ns(p3 - p2) - cs.sweep_ns;
-    cs.pause_ns = ns(p3 - p0);
+    cs.resume_ns = ns(p3 - p2) - cs.sweep_ns - cs.verify_ns;
+    cs.pause_ns = ns(p3 - p0) - cs.verify_ns;
     drop(weak_guard);
     drop(fin);
     finish_cycle(c, &mut cs, &cfg, Some(sw));
