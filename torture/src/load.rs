@@ -38,6 +38,10 @@ pub struct LoadOptions {
     pub roots: usize,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Whether workers exit after a random number of operations and start
+    /// a successor (`true`), or run until the end (`false`: no thread churn,
+    /// to tell thread-exit problems from the rest).
+    pub replace_threads: bool,
 }
 
 impl Default for LoadOptions {
@@ -47,6 +51,7 @@ impl Default for LoadOptions {
             seconds: 3.0,
             roots: 4096,
             seed: 1,
+            replace_threads: true,
         }
     }
 }
@@ -148,6 +153,7 @@ struct Shared {
     max_live_threads: AtomicUsize,
     next_id: AtomicU64,
     seed: u64,
+    replace_threads: bool,
 }
 
 impl Shared {
@@ -311,7 +317,11 @@ fn spawn_worker(shared: Arc<Shared>) {
         .spawn(move || {
             let shared = for_thread;
             let mut rng = Rng::new(mix(shared.seed ^ n));
-            let ops = 200 + rng.below(3000);
+            let ops = if shared.replace_threads {
+                200 + rng.below(3000)
+            } else {
+                u64::MAX
+            };
             work(&shared, &mut rng, ops);
             if !shared.stop.load(Ordering::Acquire) {
                 spawn_worker(shared.clone());
@@ -377,6 +387,7 @@ pub fn run(opts: LoadOptions) -> LoadReport {
         max_live_threads: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
         seed: opts.seed,
+        replace_threads: opts.replace_threads,
     });
     // The initial graph: each root node points at the previous one; then
     // random edges between roots.

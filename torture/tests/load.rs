@@ -104,7 +104,10 @@ fn bad_inputs_are_refused_clearly() {
         (
             &["--threds", "4"],
             &[],
-            &["unknown option", "--threads, --seconds, --roots, --seed"],
+            &[
+                "unknown option",
+                "--threads, --seconds, --roots, --seed, --replace-threads",
+            ],
         ),
         (
             &["--seconds", "0.1"],

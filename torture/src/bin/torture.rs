@@ -1,6 +1,6 @@
-//! The load torture binary: `torture [--threads N] [--seconds S] [--roots R]
-//! [--seed X]` under the dirty source `OOHGC_DIRTY` selects, with the
-//! verifier on. Prints one summary line on stdout; exits 1 on any failure,
+//! The load torture binary: `torture [--threads N] [--seconds S]
+//! [--roots R] [--seed X] [--replace-threads 0|1]` under the dirty source
+//! `OOHGC_DIRTY` selects, with the verifier on. Prints one summary line on stdout; exits 1 on any failure,
 //! 2 on a bad command line or configuration.
 
 use oohgc_torture::args::{parse, OptionSpec};
@@ -34,6 +34,12 @@ const SPECS: &[OptionSpec] = &[
         max: 9.0e15,
         integer: true,
     },
+    OptionSpec {
+        name: "replace-threads",
+        min: 0.0,
+        max: 1.0,
+        integer: true,
+    },
 ];
 
 fn main() {
@@ -51,6 +57,7 @@ fn main() {
         seconds: values[1].unwrap_or(d.seconds),
         roots: values[2].map_or(d.roots, |v| v as usize),
         seed: values[3].map_or(d.seed, |v| v as u64),
+        replace_threads: values[4].map_or(d.replace_threads, |v| v == 1.0),
     };
     if let Err(e) = configure() {
         eprintln!("torture: cannot start the collector: {e}");
