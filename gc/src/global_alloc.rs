@@ -48,8 +48,7 @@ unsafe impl GlobalAlloc for GcAllocator {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         if !in_heap(ptr) {
-            // SAFETY: a block from system_alloc (posix_memalign).
-            unsafe { libc::free(ptr.cast()) };
+            system_free(ptr);
             return;
         }
         // SAFETY: ptr came from alloc/realloc of this allocator.
@@ -67,10 +66,8 @@ unsafe impl GlobalAlloc for GcAllocator {
             let q = system_alloc(new_layout);
             if !q.is_null() {
                 // SAFETY: both blocks are valid for the smaller size.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
-                    libc::free(ptr.cast());
-                }
+                unsafe { std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size)) };
+                system_free(ptr);
             }
             return q;
         }
@@ -87,6 +84,11 @@ fn in_heap(p: *mut u8) -> bool {
     (p as usize).wrapping_sub(lo) < hi - lo
 }
 
+/// Blocks handed out by [`system_alloc`], so that `dealloc` can tell them
+/// from foreign pointers (never from the global allocator: raw mmap).
+static SYSTEM_BLOCKS: std::sync::Mutex<oohgc_dirty::raw_vec::RawVec<usize>> =
+    std::sync::Mutex::new(oohgc_dirty::raw_vec::RawVec::new());
+
 /// A block from the C library, for collector machinery (see the module docs).
 fn system_alloc(layout: Layout) -> *mut u8 {
     let mut p: *mut libc::c_void = std::ptr::null_mut();
@@ -96,5 +98,30 @@ fn system_alloc(layout: Layout) -> *mut u8 {
     if r != 0 {
         return std::ptr::null_mut();
     }
+    SYSTEM_BLOCKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(p as usize);
     p.cast()
+}
+
+/// Free a block of [`system_alloc`]; anything else outside the heap is a
+/// foreign pointer (from another allocator, a stack, a static) or a block
+/// freed twice: say so and abort instead of corrupting memory.
+fn system_free(p: *mut u8) {
+    let mut blocks = SYSTEM_BLOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    match blocks.iter().position(|&b| b == p as usize) {
+        Some(i) => {
+            blocks.swap_remove(i);
+            drop(blocks);
+            // SAFETY: a live block from posix_memalign, freed once.
+            unsafe { libc::free(p.cast()) };
+        }
+        None => {
+            drop(blocks);
+            crate::runtime::fatal(format_args!(
+                "dealloc of {p:p}, which is not a block of this allocator (a foreign pointer, or a block freed twice)"
+            ));
+        }
+    }
 }

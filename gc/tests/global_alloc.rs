@@ -228,3 +228,53 @@ fn zero_sized_and_huge_requests() {
     let v: Vec<u64> = (0..10_000).collect();
     assert_eq!(v.iter().sum::<u64>(), 49_995_000);
 }
+
+#[test]
+fn bad_deallocs_are_reported_not_corrupting() {
+    if is_child() {
+        let what = std::env::var("OOHGC_TEST_BAD_DEALLOC").unwrap_or_default();
+        let layout = Layout::from_size_align(64, 8).unwrap();
+        // SAFETY: deliberately invalid deallocations: the allocator must
+        // report and abort before anything is corrupted.
+        unsafe {
+            match what.as_str() {
+                "twice" => {
+                    let p = ALLOC.alloc(layout);
+                    ALLOC.dealloc(p, layout);
+                    ALLOC.dealloc(p, layout);
+                }
+                "foreign" => {
+                    let mut local = [0u64; 8];
+                    ALLOC.dealloc(local.as_mut_ptr().cast(), layout);
+                }
+                "interior" => {
+                    let p = ALLOC.alloc(layout);
+                    ALLOC.dealloc(p.add(8), layout);
+                }
+                _ => return,
+            }
+        }
+        println!("NOT DETECTED");
+        return;
+    }
+    for (case, expect) in [
+        ("twice", "double free"),
+        ("foreign", "not a block of this allocator"),
+        ("interior", "not the base of an object"),
+    ] {
+        let out = run_in_child(
+            "bad_deallocs_are_reported_not_corrupting",
+            &[("OOHGC_TEST_BAD_DEALLOC", case)],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case}: the process went on");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("NOT DETECTED"),
+            "{case}: not detected"
+        );
+        assert!(
+            err.contains(expect),
+            "{case}: expected {expect:?} in: {err}"
+        );
+    }
+}
