@@ -428,6 +428,10 @@ fn fork_mid_cycle() {
         let pid = unsafe { libc::fork() };
         check!(pid >= 0, "fork failed");
         if pid == 0 {
+            // Die with the parent: a child stuck in a collector deadlock
+            // must not outlive a test that gave up on the parent.
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             let kept = keep(5000, 1000 + round);
             for _ in 0..3 {
                 churn(2);
@@ -631,12 +635,9 @@ fn interior_free() {
 
 static NOT_HEAP: [u64; 4] = [0; 4];
 
-/// Expected: a pointer outside the heap is taken for a C-library block (the
-/// collector's own machinery allocates some with `malloc`) and handed to
-/// `free`; glibc either detects that a static is not a malloc block and
-/// aborts ("invalid pointer") or crashes on the bogus chunk header
-/// (SIGSEGV). (A pointer that *is* a live malloc block would be freed
-/// silently: oohgc cannot tell it from its own.)
+/// Expected: a pointer outside the heap that is not one of the collector's
+/// own `malloc` blocks is reported ("oohgc: fatal: dealloc of 0x..., which
+/// is not a block of this allocator") and the process aborts.
 fn outside_free() {
     let p = NOT_HEAP.as_ptr() as *mut u8;
     // SAFETY: the deliberate bug: freeing a static.
