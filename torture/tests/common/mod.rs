@@ -4,7 +4,7 @@
 //! chatty child cannot block on a full pipe).
 #![allow(dead_code)]
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +73,8 @@ pub fn run_with(mut cmd: Command, env: &[(&str, &str)], limit: Duration) -> Run 
     let err_path = base.with_extension("err");
     let out = std::fs::File::create(&out_path).expect("create stdout file");
     let err = std::fs::File::create(&err_path).expect("create stderr file");
+    // Its own process group, so that a hang kills forked grandchildren too.
+    cmd.process_group(0);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -83,6 +85,8 @@ pub fn run_with(mut cmd: Command, env: &[(&str, &str)], limit: Duration) -> Run 
             break s;
         }
         if Instant::now() > deadline {
+            // SAFETY: signalling the child's own process group.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.kill();
             let _ = child.wait();
             let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
