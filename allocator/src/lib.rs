@@ -63,7 +63,7 @@ pub use config::{
     MIN_HEAP, PAGE_SIZE,
 };
 pub use heap::{heap_bounds, init, is_initialized, set_max_heap};
-pub use lock::{lock, HeapGuard};
+pub use lock::{fork_acquire, fork_release, lock, HeapGuard};
 pub use mark::{clear_marks, is_marked, set_allocate_black, try_mark};
 pub use object::{ObjectInfo, ObjectKind};
 pub use object_map::{find_object, for_each_object, for_each_object_in, mark_slot};

@@ -539,7 +539,8 @@ pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
     true
 }
 
-/// In a fork child: the collector thread does not exist there.
+/// In a fork child: the collector thread does not exist there (called after
+/// the fork guards are released).
 pub(crate) fn reset_after_fork() {
     let mut sh = lock(&SHARED);
     sh.thread_started = false;
@@ -547,23 +548,22 @@ pub(crate) fn reset_after_fork() {
     sh.requested = false;
 }
 
-thread_local! {
-    static FORK_CYCLE_GUARD: std::cell::RefCell<Option<MutexGuard<'static, Cycle>>> =
-        const { std::cell::RefCell::new(None) };
+/// The cycle lock and the collector-thread state, held across `fork()`.
+pub(crate) struct ForkGuard {
+    _cycle: MutexGuard<'static, Cycle>,
+    _shared: MutexGuard<'static, Shared>,
 }
 
-/// `fork` prepare handler: wait for any cycle to end and hold the lock.
-pub(crate) fn hold_cycle_lock_for_fork() {
-    let g = {
+/// `fork` prepare handler: wait for any cycle to end and hold its locks.
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    let cycle = {
         let _b = oohgc_barriers::enter_blocking();
         lock(&CYCLE)
     };
-    FORK_CYCLE_GUARD.with(|h| *h.borrow_mut() = Some(g));
-}
-
-/// `fork` parent/child handler: release the lock taken by the prepare handler.
-pub(crate) fn release_cycle_lock_after_fork() {
-    FORK_CYCLE_GUARD.with(|h| drop(h.borrow_mut().take()));
+    ForkGuard {
+        _cycle: cycle,
+        _shared: lock(&SHARED),
+    }
 }
 
 /// Ask the collector thread to start a concurrent cycle now, without

@@ -271,3 +271,9 @@ fn current_thread_id() -> u64 {
     // SAFETY: gettid has no preconditions.
     (unsafe { libc::syscall(libc::SYS_gettid) }) as u64
 }
+
+/// In a fork child: the finalizer thread does not exist there; the next
+/// cycle with work for it starts a new one.
+pub(crate) fn reset_after_fork() {
+    lock(&QUEUE).thread_started = false;
+}

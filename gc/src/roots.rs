@@ -18,6 +18,14 @@ pub(crate) type Ranges = RawVec<(usize, usize)>;
 /// Ranges registered by the program with [`crate::add_roots`].
 static USER_ROOTS: Mutex<Ranges> = Mutex::new(RawVec::new());
 
+/// The user-roots lock, held across `fork()`.
+pub(crate) type RootsGuard = std::sync::MutexGuard<'static, Ranges>;
+
+/// Take the user-roots lock (for `fork`).
+pub(crate) fn lock_user_roots() -> RootsGuard {
+    USER_ROOTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Register `[start, end)` as a root range: every word in it is scanned at
 /// every collection until [`remove_roots`] is called with the same start.
 /// Use it for memory the collector cannot see otherwise (an `mmap` of your

@@ -311,8 +311,15 @@ fn on_thread_exit() {
 }
 
 /// Reset process state in a fork child (only the forking thread exists).
+///
+/// The child's collections run stop-the-world: the dirty source's kernel
+/// objects (a userfaultfd, its handler thread) belong to the parent — a
+/// userfaultfd descriptor inherited across fork still acts on the parent's
+/// address space — so the child must never arm or harvest it.
 pub(crate) fn reset_after_fork() {
+    TRACKING_BROKEN.store(true, Ordering::Release);
     crate::collector::reset_after_fork();
+    crate::finalize::reset_after_fork();
 }
 
 /// Write one line to stderr without allocating (a fixed buffer; longer

@@ -266,6 +266,11 @@ pub(crate) static TOTALS: Mutex<Totals> = Mutex::new(Totals {
     callback: None,
 });
 
+/// Take the statistics lock (for `fork`).
+pub(crate) fn lock_totals() -> std::sync::MutexGuard<'static, Totals> {
+    TOTALS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Record a finished cycle; print it and call the callback. Called outside
 /// pauses.
 pub(crate) fn record(c: &CycleStats, print: bool) {
@@ -315,9 +320,7 @@ pub fn stats() -> Stats {
         total_pause_ns: t.total_pause_ns,
         max_pause_ns: t.max_pause_ns,
         last_pause_ns: t.last.pause_ns,
-        pauses: PauseHistogram {
-            samples: t.pauses.to_vec(),
-        },
+        pauses: PauseHistogram::default(),
         total_mark_ns: t.total_mark_ns,
         total_sweep_ns: t.total_sweep_ns,
         dirty_source: "",
@@ -326,7 +329,17 @@ pub fn stats() -> Stats {
         source_counters: Vec::new(),
         last_cycle: t.last,
     };
+    // Copy the pauses without allocating under the lock (an allocation may
+    // start a collection, which records into these totals).
+    let n = t.pauses.len();
     drop(t);
+    let mut samples = Vec::with_capacity(n + 64);
+    {
+        let t = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
+        let take = t.pauses.len().min(samples.capacity());
+        samples.extend_from_slice(&t.pauses[..take]);
+    }
+    s.pauses = PauseHistogram { samples };
     if let Some(src) = crate::runtime::dirty_source() {
         s.dirty_source = src.name();
         let c = src.counters();
