@@ -16,6 +16,7 @@
 //! | `OOHGC_STATS` | one line per cycle on stderr | `0`, `1` | `0` |
 //! | `OOHGC_FIND_LEAKS` | report unreachable, never-freed `GcAllocator` blocks | `0`, `1` | `0` |
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
+//! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
 
 use std::fmt;
@@ -72,6 +73,10 @@ pub struct Config {
     pub suspend_signal: i32,
     /// Signal used to restart threads.
     pub restart_signal: i32,
+    /// A second dirty source run beside the first; a page it saw written
+    /// that the first did not report aborts the process (bdwgc's
+    /// CHECK_SOFT_VDB idea, for any pair).
+    pub cross_check: Option<&'static str>,
 }
 
 /// Smallest maximum heap accepted.
@@ -168,6 +173,7 @@ impl Config {
             auto_collect: true,
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
+            cross_check: None,
         }
     }
 
@@ -186,6 +192,13 @@ impl Config {
                 allowed: DIRTY_ALLOWED,
             })?;
             c.dirty_source_explicit = true;
+        }
+        if let Some(v) = getenv(c"OOHGC_CROSS_CHECK") {
+            c.cross_check = Some(parse_dirty(v).ok_or(RawConfigError {
+                setting: "OOHGC_CROSS_CHECK",
+                value: v,
+                allowed: DIRTY_ALLOWED,
+            })?);
         }
         if let Some(v) = getenv(c"OOHGC_PML_ENGINE") {
             c.pml_engine = parse_engine(v).ok_or(RawConfigError {

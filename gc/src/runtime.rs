@@ -182,6 +182,20 @@ pub(crate) fn start_collector_or_die() {
 }
 
 fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
+    let primary = open_primary_source(cfg)?;
+    let Some(second) = cfg.cross_check else {
+        return Ok(primary);
+    };
+    let engine = oohgc_dirty::pml::Engine::from_name(cfg.pml_engine).unwrap_or_default();
+    let opts = oohgc_dirty::OpenOptions { pml_engine: engine };
+    let secondary = oohgc_dirty::open_with(second, &opts)
+        .map_err(|e| InitError::DirtySource(format!("OOHGC_CROSS_CHECK: {e}")))?;
+    Ok(Box::new(oohgc_dirty::cross_check::CrossCheck::new(
+        primary, secondary,
+    )))
+}
+
+fn open_primary_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     let engine = oohgc_dirty::pml::Engine::from_name(cfg.pml_engine).unwrap_or_default();
     let opts = oohgc_dirty::OpenOptions { pml_engine: engine };
     match oohgc_dirty::open_with(cfg.dirty_source, &opts) {

@@ -52,6 +52,7 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
         ("OOHGC_FREE_SPACE_DIVISOR", "0", "1 to 100"),
         ("OOHGC_INITIAL_HEAP", "-3", "K, M, G or T"),
         ("OOHGC_SUSPEND_SIGNAL", "SIGSEGV", "signal number or name"),
+        ("OOHGC_CROSS_CHECK", "nothing", "epml, spml, pagemap-scan"),
     ];
     for (var, value, allowed) in cases {
         let (ok, err) = child_stderr("starts_the_collector", &[(var, value)]);
@@ -212,6 +213,18 @@ fn each_setting_takes_effect() {
         ("OOHGC_RESTART_SIGNAL", "SIGRTMIN+4"),
     ]);
     assert!(field(&sig, "cycles") > 0, "{sig}");
+    // Cross-check: a second source runs beside the first; the run completes
+    // (no page the second saw written was missed by the first).
+    let (ok, err) = child_stderr(
+        "report_effects",
+        &[
+            ("OOHGC_DIRTY", "mprotect"),
+            ("OOHGC_CROSS_CHECK", "pagemap-scan"),
+            ("OOHGC_INITIAL_HEAP", "4M"),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("source=mprotect"), "{err}");
     // Leak reports print a summary per cycle.
     let (ok, err) = child_stderr(
         "report_effects",
