@@ -196,16 +196,27 @@ fn each_setting_takes_effect() {
         v_on > 0 && v_off == 0,
         "OOHGC_VERIFY had no effect: {v_on} / {v_off}"
     );
-    // PML engine: the sync engine takes one trap per first write.
+    // PML engine: the async engine works by PAGEMAP_SCAN calls, the sync
+    // engine never makes one (it traps each first write instead; how many
+    // depends on what the program wrote to protected pages).
     let sync = effects(&[
         ("OOHGC_DIRTY", "epml"),
         ("OOHGC_PML_ENGINE", "sync"),
         ("OOHGC_INITIAL_HEAP", "4M"),
     ]);
+    let asyn = effects(&[
+        ("OOHGC_DIRTY", "epml"),
+        ("OOHGC_PML_ENGINE", "async"),
+        ("OOHGC_INITIAL_HEAP", "4M"),
+    ]);
     assert!(sync.contains("source=epml"), "{sync}");
     assert!(
-        !sync.contains("(\"pml_engine_write_faults\", 0)"),
-        "OOHGC_PML_ENGINE=sync took no trap: {sync}"
+        sync.contains("(\"pml_engine_pagemap_scan_calls\", 0)"),
+        "OOHGC_PML_ENGINE=sync scanned: {sync}"
+    );
+    assert!(
+        !asyn.contains("(\"pml_engine_pagemap_scan_calls\", 0)"),
+        "OOHGC_PML_ENGINE=async did not scan: {asyn}"
     );
     // Signals: a collector on real-time signals works.
     let sig = effects(&[
