@@ -182,13 +182,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
         roots::scan_threads(&mut m, &world);
         roots::scan_global_roots(&mut m, &c.statics);
         roots::mark_manual_objects(&mut m);
-        finalize::mark_pending(&fin, &mut m);
-        m.drain();
-        cs.weak_cleared = weak::clear_unreachable(&mut weak_guard, &m);
-        cs.finalizers_queued = finalize::queue_unreachable(&mut fin, &mut m);
-        m.drain();
-        cs.objects_marked = m.counts.objects;
-        cs.bytes_marked = m.counts.bytes;
+        finish_marking(&mut m, &mut fin, &mut weak_guard, &mut cs);
     }
     let p2 = Instant::now();
     cs.rescan_ns = ns(p2 - p1);
@@ -216,6 +210,24 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     drop(weak_guard);
     drop(fin);
     finish_cycle(c, &mut cs, &cfg, Some(sw));
+}
+
+/// The end of marking inside a pause, after the roots: mark what waits for
+/// finalization, trace, clear weak references to unmarked objects, queue
+/// ready finalizers (and trace what they reference), record the counts.
+fn finish_marking(
+    m: &mut Marker<'_, HeapMarks>,
+    fin: &mut finalize::FinalizeGuard,
+    weak_guard: &mut MutexGuard<'static, weak::Table>,
+    cs: &mut CycleStats,
+) {
+    finalize::mark_pending(fin, m);
+    m.drain();
+    cs.weak_cleared = weak::clear_unreachable(weak_guard, m);
+    cs.finalizers_queued = finalize::queue_unreachable(fin, m);
+    m.drain();
+    cs.objects_marked = m.counts.objects;
+    cs.bytes_marked = m.counts.bytes;
 }
 
 /// Sweep, reset the budget, record statistics (after the world restarted).
@@ -398,13 +410,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     }
     roots::scan_threads(&mut m, &world);
     roots::scan_global_roots(&mut m, &c.statics);
-    finalize::mark_pending(&fin, &mut m);
-    m.drain();
-    cs.weak_cleared = weak::clear_unreachable(&mut weak_guard, &m);
-    cs.finalizers_queued = finalize::queue_unreachable(&mut fin, &mut m);
-    m.drain();
-    cs.objects_marked = m.counts.objects;
-    cs.bytes_marked = m.counts.bytes;
+    finish_marking(&mut m, &mut fin, &mut weak_guard, &mut cs);
     let p3 = Instant::now();
     cs.rescan_ns = ns(p3 - p2);
     if cfg.verify {
