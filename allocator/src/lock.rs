@@ -141,6 +141,21 @@ impl Drop for HeapGuard {
     }
 }
 
+/// `fork()` support, before the fork: take the growth lock, so that the
+/// child does not inherit it held by a thread that does not exist there.
+/// Take it before any lock the chunk hook takes (the hook runs with the
+/// growth lock held), and take the heap lock ([`lock()`]) after those. Call
+/// [`fork_release`] after the fork, in the parent and in the child (the
+/// forking thread owns the lock in both).
+pub fn fork_acquire() {
+    GROWTH_LOCK.lock();
+}
+
+/// Undo [`fork_acquire`] (parent and child).
+pub fn fork_release() {
+    GROWTH_LOCK.unlock();
+}
+
 #[cfg(test)]
 mod tests {
     use super::RawLock;
@@ -180,19 +195,4 @@ mod tests {
         });
         assert_eq!(COUNTER.load(Ordering::Relaxed), 80_000);
     }
-}
-
-/// `fork()` support, before the fork: take the growth lock, so that the
-/// child does not inherit it held by a thread that does not exist there.
-/// Take it before any lock the chunk hook takes (the hook runs with the
-/// growth lock held), and take the heap lock ([`lock()`]) after those. Call
-/// [`fork_release`] after the fork, in the parent and in the child (the
-/// forking thread owns the lock in both).
-pub fn fork_acquire() {
-    GROWTH_LOCK.lock();
-}
-
-/// Undo [`fork_acquire`] (parent and child).
-pub fn fork_release() {
-    GROWTH_LOCK.unlock();
 }
