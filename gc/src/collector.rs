@@ -109,7 +109,7 @@ pub fn collect() {
     if runtime::DISABLED.load(std::sync::atomic::Ordering::Acquire) > 0 {
         return;
     }
-    run_stw(CycleReason::Explicit, None);
+    run_stw(CycleReason::Explicit);
 }
 
 /// Run a full collection unless another one keeps the collector busy past
@@ -141,7 +141,7 @@ pub fn try_collect(timeout: Duration) -> bool {
     }
 }
 
-fn run_stw(reason: CycleReason, _bytes: Option<usize>) {
+fn run_stw(reason: CycleReason) {
     runtime::start_collector_or_die();
     // Waiting for the cycle lock may take a whole concurrent cycle: wait in
     // a blocking region so the pause of that cycle does not wait for us.
@@ -514,7 +514,7 @@ pub(crate) fn on_budget_exceeded() {
     runtime::start_collector_or_die();
     let concurrent = lock(&SHARED).thread_started && runtime::tracking_ok();
     if !concurrent {
-        run_stw(CycleReason::Budget, None);
+        run_stw(CycleReason::Budget);
         return;
     }
     let mut sh = lock(&SHARED);
@@ -541,7 +541,7 @@ pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
     {
         return false;
     }
-    run_stw(CycleReason::OutOfMemory, Some(_bytes));
+    run_stw(CycleReason::OutOfMemory);
     true
 }
 
