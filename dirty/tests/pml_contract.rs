@@ -2,36 +2,14 @@
 //! exact reports for scripted writes, and a randomized test with several
 //! writer threads and harvests at random times (zero false negatives).
 
+mod common;
+use common::map_pages;
 use oohgc_dirty::pml::{open_source, Engine};
 use oohgc_dirty::{DirtySource, PageRange, PAGE_SIZE};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// An anonymous private mapping of `pages` pages, pre-touched, no THP.
-fn map_pages(pages: usize) -> usize {
-    let len = pages * PAGE_SIZE;
-    // SAFETY: a fresh anonymous mapping; the test owns it until the end.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    // SAFETY: advice on our own mapping.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-    for i in 0..pages {
-        // SAFETY: inside the mapping.
-        unsafe { (p as *mut u8).add(i * PAGE_SIZE).write_volatile(1) };
-    }
-    p as usize
-}
 
 fn write_page(base: usize, page: usize, value: u8) {
     // SAFETY: callers pass pages inside a mapping they own.

@@ -3,32 +3,11 @@
 //! equals a hand computation from the unit-cost table. Also the SPML ring
 //! under a lagging guest: IRQs raised, the vCPU held exited, no entry lost.
 
+mod common;
+use common::map_pages;
 use oohgc_dirty::pml::cost::{unit_costs, Event};
 use oohgc_dirty::pml::{Engine, Mode, PmlConfig, PmlSource};
 use oohgc_dirty::{DirtySource, PageRange, PAGE_SIZE};
-
-fn map_pages(pages: usize) -> usize {
-    let len = pages * PAGE_SIZE;
-    // SAFETY: a fresh anonymous mapping owned by the test.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    // SAFETY: advice on our own mapping (stable frames: no THP collapse).
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-    for i in 0..pages {
-        // SAFETY: inside the mapping.
-        unsafe { (p as *mut u8).add(i * PAGE_SIZE).write_volatile(1) };
-    }
-    p as usize
-}
 
 fn write_pages(base: usize, pages: std::ops::Range<usize>) {
     for p in pages {

@@ -98,3 +98,36 @@ pub fn tracked_write(source: &dyn DirtySource, addr: usize, value: u8) {
 pub fn is_exact(source: &dyn DirtySource) -> bool {
     source.name() != "none"
 }
+
+/// An anonymous private mapping of `pages` pages that the test keeps for
+/// its whole life (never unmapped), without transparent huge pages (stable
+/// frames for the reverse-map tests); every page written once when `touch`.
+pub fn map_pages_with(pages: usize, touch: bool) -> usize {
+    let len = pages * PAGE_SIZE;
+    // SAFETY: a fresh anonymous mapping owned by the test.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    if touch {
+        for i in 0..pages {
+            // SAFETY: inside the mapping.
+            unsafe { (p as *mut u8).add(i * PAGE_SIZE).write_volatile(1) };
+        }
+    }
+    p as usize
+}
+
+/// [`map_pages_with`], every page touched.
+pub fn map_pages(pages: usize) -> usize {
+    map_pages_with(pages, true)
+}
