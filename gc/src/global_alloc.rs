@@ -30,12 +30,12 @@ pub struct GcAllocator;
 unsafe impl GlobalAlloc for GcAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        runtime::ensure_heap();
-        if runtime::using_system_allocator() {
-            return system_alloc(layout);
+        match runtime::alloc_route() {
+            runtime::AllocRoute::Heap => {
+                oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual)
+            }
+            runtime::AllocRoute::System => system_alloc(layout),
         }
-        runtime::register_current_thread();
-        oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual)
     }
 
     #[inline]

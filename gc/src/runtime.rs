@@ -69,6 +69,36 @@ pub(crate) fn using_system_allocator() -> bool {
     USE_SYSTEM_ALLOCATOR.with(|c| c.get())
 }
 
+/// Where a `GcAllocator` request of this thread goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AllocRoute {
+    /// The collected heap.
+    Heap,
+    /// The C library (see [`with_system_allocator`]).
+    System,
+}
+
+/// The allocation path's one thread-local check: a registered mutator (the
+/// common case) goes straight to the heap; anything else (first allocation
+/// of a thread, collector machinery being built) takes the slow path.
+#[inline]
+pub(crate) fn alloc_route() -> AllocRoute {
+    if ROLE.with(|r| r.get()) == ThreadRole::Mutator && !using_system_allocator() {
+        return AllocRoute::Heap;
+    }
+    alloc_route_slow()
+}
+
+#[cold]
+fn alloc_route_slow() -> AllocRoute {
+    ensure_heap();
+    if using_system_allocator() {
+        return AllocRoute::System;
+    }
+    register_current_thread();
+    AllocRoute::Heap
+}
+
 thread_local! {
     static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Unknown) };
 }
