@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::counters::{add_elapsed, bump, AtomicCounters};
+use crate::counters::{add_elapsed, AtomicCounters};
 use crate::ranges::TrackedRanges;
 use crate::{Counters, DirtyError, DirtySource, PageRange};
 
@@ -191,9 +191,7 @@ impl DirtySource for CardSource {
             }
         }
         drop(ranges);
-        bump(&self.counters.pages_reported, pages);
-        bump(&self.counters.harvests, 1);
-        add_elapsed(&self.counters.harvest_ns, t);
+        self.counters.record_harvest(pages, t);
         Ok(())
     }
 

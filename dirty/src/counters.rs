@@ -31,6 +31,14 @@ impl AtomicCounters {
             arm_ns: self.arm_ns.load(Ordering::Relaxed),
         }
     }
+
+    /// Count one finished harvest that reported `pages` pages and started
+    /// at `since`.
+    pub(crate) fn record_harvest(&self, pages: u64, since: Instant) {
+        bump(&self.pages_reported, pages);
+        bump(&self.harvests, 1);
+        add_elapsed(&self.harvest_ns, since);
+    }
 }
 
 /// Add `n` to a counter.

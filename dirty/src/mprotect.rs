@@ -486,9 +486,7 @@ impl DirtySource for MprotectSource {
             }
         }
         drop(ranges);
-        bump(&self.counters.pages_reported, pages);
-        bump(&self.counters.harvests, 1);
-        add_elapsed(&self.counters.harvest_ns, t);
+        self.counters.record_harvest(pages, t);
         Ok(())
     }
 

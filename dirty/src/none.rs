@@ -10,7 +10,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::counters::{add_elapsed, bump, AtomicCounters};
+use crate::counters::{add_elapsed, AtomicCounters};
 use crate::ranges::TrackedRanges;
 use crate::{Counters, DirtyError, DirtySource, PageRange};
 
@@ -63,10 +63,9 @@ impl DirtySource for NoneSource {
         for (r, _) in ranges.iter() {
             sink(*r);
         }
-        bump(&self.counters.pages_reported, ranges.total_pages());
+        let pages = ranges.total_pages();
         drop(ranges);
-        bump(&self.counters.harvests, 1);
-        add_elapsed(&self.counters.harvest_ns, t);
+        self.counters.record_harvest(pages, t);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use linux_raw_sys::general as uapi;
 
-use crate::counters::{add_elapsed, bump, AtomicCounters};
+use crate::counters::{add_elapsed, AtomicCounters};
 use crate::ranges::TrackedRanges;
 use crate::raw_vec::RawVec;
 use crate::uffd_sys::{ioctl_retry, Uffd};
@@ -345,9 +345,7 @@ impl DirtySource for PagemapScanSource {
             pages += self.tracker.scan_written(span, true, sink)?;
             Ok::<(), DirtyError>(())
         })?;
-        bump(&self.counters.pages_reported, pages);
-        bump(&self.counters.harvests, 1);
-        add_elapsed(&self.counters.harvest_ns, t);
+        self.counters.record_harvest(pages, t);
         Ok(())
     }
 

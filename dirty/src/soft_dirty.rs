@@ -27,7 +27,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::counters::{add_elapsed, bump, AtomicCounters};
+use crate::counters::{add_elapsed, AtomicCounters};
 use crate::ranges::TrackedRanges;
 use crate::raw_vec::RawVec;
 use crate::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
@@ -283,9 +283,7 @@ impl DirtySource for SoftDirtySource {
         }
         self.files.clear()?;
         drop(ranges);
-        bump(&self.counters.pages_reported, pages);
-        bump(&self.counters.harvests, 1);
-        add_elapsed(&self.counters.harvest_ns, t);
+        self.counters.record_harvest(pages, t);
         Ok(())
     }
 

@@ -328,9 +328,7 @@ impl DirtySource for UffdSource {
             sink(*run);
         }
         drop(runs);
-        bump(&self.shared.counters.pages_reported, pages);
-        bump(&self.shared.counters.harvests, 1);
-        add_elapsed(&self.shared.counters.harvest_ns, t);
+        self.shared.counters.record_harvest(pages, t);
         first_error.map_or(Ok(()), Err)
     }
 
