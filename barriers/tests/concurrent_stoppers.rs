@@ -3,6 +3,8 @@
 //! deadlock. A watchdog (excluded from stops) fails the test instead of
 //! hanging.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,20 +13,11 @@ use std::time::Duration;
 fn two_stoppers_take_turns_without_deadlock() {
     oohgc_barriers::init(Default::default()).unwrap();
     let finished = Arc::new(AtomicBool::new(false));
-    {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            oohgc_barriers::exclude_current_thread();
-            for _ in 0..1200 {
-                if finished.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            eprintln!("concurrent_stoppers: deadlock (60 s watchdog)");
-            std::process::exit(1);
-        });
-    }
+    common::watchdog(
+        finished.clone(),
+        Duration::from_secs(60),
+        "concurrent_stoppers: deadlock (60 s watchdog)",
+    );
     let progress = Arc::new(AtomicU64::new(0));
     let worker = {
         let (finished, progress) = (finished.clone(), progress.clone());

@@ -5,6 +5,8 @@
 //! (excluded) fails the run instead of hanging. Short by default; set
 //! `OOHGC_BARRIERS_STRESS_SECS` for a long run.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,20 +21,11 @@ fn stop_world_under_mixed_load() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
     let finished = Arc::new(AtomicBool::new(false));
-    {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            oohgc_barriers::exclude_current_thread();
-            let limit = Instant::now() + Duration::from_secs(seconds + 60);
-            while !finished.load(Ordering::Relaxed) {
-                if Instant::now() > limit {
-                    eprintln!("stress: hung (watchdog)");
-                    std::process::exit(1);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-    }
+    common::watchdog(
+        finished.clone(),
+        Duration::from_secs(seconds + 60),
+        "stress: hung (watchdog)",
+    );
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..WORKERS).map(|_| AtomicU64::new(0)).collect());
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {

@@ -2,6 +2,8 @@
 //! the world 500 times: no hang, no crash, and every stop returns. A watchdog
 //! (excluded from stops) fails the test instead of hanging forever.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,20 +12,11 @@ use std::time::Duration;
 fn stop_world_survives_thread_churn() {
     oohgc_barriers::init(Default::default()).unwrap();
     let finished = Arc::new(AtomicBool::new(false));
-    {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            oohgc_barriers::exclude_current_thread();
-            for _ in 0..1200 {
-                if finished.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            eprintln!("thread_churn: stop_world hung (60 s watchdog)");
-            std::process::exit(1);
-        });
-    }
+    common::watchdog(
+        finished.clone(),
+        Duration::from_secs(60),
+        "thread_churn: stop_world hung (60 s watchdog)",
+    );
     let spawned = Arc::new(AtomicUsize::new(0));
     let spawners: Vec<_> = (0..2)
         .map(|s| {
