@@ -2,6 +2,8 @@
 //! written, including after pages were unmapped (`MADV_DONTNEED`,
 //! munmap + mmap) and mapped again with new frames.
 
+mod common;
+use common::map_pages_with;
 use oohgc_dirty::pml::cost::Event;
 use oohgc_dirty::pml::{Engine, Mode, PmlConfig, PmlSource};
 use oohgc_dirty::{DirtySource, PageRange, PAGE_SIZE};
@@ -162,19 +164,8 @@ fn pages_touched_first_after_arm_resolve() {
     for engine in [Engine::Async, Engine::Sync] {
         let src = PmlSource::open(Mode::Spml, engine, PmlConfig::default()).unwrap();
         let len = PAGES * PAGE_SIZE;
-        // SAFETY: a fresh anonymous mapping, left untouched (no frames yet).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        let base = p as usize;
+        // Left untouched: no frames yet.
+        let base = map_pages_with(PAGES, false);
         src.track(PageRange::new(base, len).unwrap()).unwrap();
         src.arm().unwrap();
         for page in [0, 1, 17] {
@@ -187,7 +178,7 @@ fn pages_touched_first_after_arm_resolve() {
             "this machine runs as root: real PFNs are visible"
         );
         // SAFETY: the test's own mapping.
-        unsafe { libc::munmap(p, len) };
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
     }
 }
 
@@ -198,21 +189,7 @@ fn pages_touched_first_after_arm_resolve() {
 fn read_only_pages_sharing_the_zero_page() {
     let pages = 16384; // 64 MiB
     let len = pages * PAGE_SIZE;
-    // SAFETY: a fresh anonymous mapping owned by the test.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    let base = p as usize;
-    // SAFETY: advice on our own mapping.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    let base = map_pages_with(pages, false);
     for i in 0..pages {
         // SAFETY: reads inside the mapping (each maps the zero page).
         unsafe { std::ptr::read_volatile((base + i * PAGE_SIZE) as *const u8) };
@@ -228,5 +205,5 @@ fn read_only_pages_sharing_the_zero_page() {
     // through the reverse map, nothing else.
     assert_eq!(got.len(), 2, "{got:?}");
     // SAFETY: the test's own mapping.
-    unsafe { libc::munmap(p, len) };
+    unsafe { libc::munmap(base as *mut libc::c_void, len) };
 }

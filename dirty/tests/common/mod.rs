@@ -99,8 +99,8 @@ pub fn is_exact(source: &dyn DirtySource) -> bool {
     source.name() != "none"
 }
 
-/// An anonymous private mapping of `pages` pages that the test keeps for
-/// its whole life (never unmapped), without transparent huge pages (stable
+/// An anonymous private mapping of `pages` pages owned by the test (which
+/// may unmap it), without transparent huge pages (stable
 /// frames for the reverse-map tests); every page written once when `touch`.
 pub fn map_pages_with(pages: usize, touch: bool) -> usize {
     let len = pages * PAGE_SIZE;
