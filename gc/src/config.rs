@@ -15,6 +15,7 @@
 //! | `OOHGC_VERIFY` | full re-mark after each concurrent cycle; lost objects abort | `0`, `1` | `0` |
 //! | `OOHGC_STATS` | one line per cycle on stderr | `0`, `1` | `0` |
 //! | `OOHGC_FIND_LEAKS` | report unreachable, never-freed `GcAllocator` blocks | `0`, `1` | `0` |
+//! | `OOHGC_LEAK_BACKTRACES` | with `OOHGC_FIND_LEAKS=1`, record where each `GcAllocator` block was allocated and show it under each leak (costs a stack walk per allocation); alone it does nothing | `0`, `1` | `0` |
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
 //! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
@@ -67,6 +68,10 @@ pub struct Config {
     pub print_stats: bool,
     /// Report leaked `GcAllocator` blocks at each cycle.
     pub find_leaks: bool,
+    /// Record each `GcAllocator` block's allocation stack and show it in
+    /// leak reports. Takes effect only together with `find_leaks` (it does
+    /// not turn leak reports on by itself).
+    pub leak_backtraces: bool,
     /// Collect automatically when the budget is spent.
     pub auto_collect: bool,
     /// Signal used to suspend threads.
@@ -170,6 +175,7 @@ impl Config {
             verify: false,
             print_stats: false,
             find_leaks: false,
+            leak_backtraces: false,
             auto_collect: true,
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
@@ -238,6 +244,7 @@ impl Config {
             (c"OOHGC_VERIFY", &mut c.verify),
             (c"OOHGC_STATS", &mut c.print_stats),
             (c"OOHGC_FIND_LEAKS", &mut c.find_leaks),
+            (c"OOHGC_LEAK_BACKTRACES", &mut c.leak_backtraces),
         ] {
             if let Some(v) = getenv(name) {
                 *slot = parse_bool(v).ok_or(RawConfigError {
@@ -345,6 +352,15 @@ impl Config {
     /// Turn leak reports on or off.
     pub fn find_leaks(mut self, on: bool) -> Config {
         self.find_leaks = on;
+        self
+    }
+
+    /// Record allocation stacks for leak reports (see the field
+    /// [`Config::leak_backtraces`]); effective only with
+    /// [`Config::find_leaks`]. Blocks allocated before it is turned on
+    /// have no recorded site.
+    pub fn leak_backtraces(mut self, on: bool) -> Config {
+        self.leak_backtraces = on;
         self
     }
 

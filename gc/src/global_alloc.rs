@@ -10,8 +10,13 @@
 //! the C library's `malloc` instead (see `runtime::with_system_allocator`);
 //! `dealloc` and `realloc` recognise such blocks by their address, outside
 //! the heap's reservation.
+//!
+//! With leak backtraces on (`OOHGC_LEAK_BACKTRACES=1` with
+//! `OOHGC_FIND_LEAKS=1`), each heap block's allocation site is recorded and
+//! dropped again when the block is freed (see `alloc_sites`); with them off
+//! the cost is one relaxed load per `alloc`, `dealloc` and `realloc`.
 
-use crate::runtime;
+use crate::{alloc_sites, runtime};
 use oohgc_allocator::ObjectKind;
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -32,7 +37,11 @@ unsafe impl GlobalAlloc for GcAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match runtime::alloc_route() {
             runtime::AllocRoute::Heap => {
-                oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual)
+                let p = oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual);
+                if alloc_sites::capturing() {
+                    alloc_sites::record_allocation(p);
+                }
+                p
             }
             runtime::AllocRoute::System => system_alloc(layout),
         }
@@ -50,6 +59,11 @@ unsafe impl GlobalAlloc for GcAllocator {
         if !in_heap(ptr) {
             system_free(ptr);
             return;
+        }
+        if alloc_sites::tracking_frees() {
+            // Before the heap gets the block back: another thread may reuse
+            // the address at once and record its own site there.
+            alloc_sites::forget_block(ptr);
         }
         // SAFETY: ptr came from alloc/realloc of this allocator.
         unsafe { oohgc_allocator::free(ptr) }
@@ -72,8 +86,24 @@ unsafe impl GlobalAlloc for GcAllocator {
             return q;
         }
         runtime::register_current_thread();
+        if !alloc_sites::tracking_frees() {
+            // SAFETY: ptr came from this allocator with `layout`.
+            return unsafe { oohgc_allocator::realloc(ptr, new_size, layout.align()) };
+        }
+        // The entry is taken off before the heap may free the old block (see
+        // dealloc) and put back at wherever the block now is.
+        let site = alloc_sites::forget_block(ptr);
         // SAFETY: ptr came from this allocator with `layout`.
-        unsafe { oohgc_allocator::realloc(ptr, new_size, layout.align()) }
+        let q = unsafe { oohgc_allocator::realloc(ptr, new_size, layout.align()) };
+        if q.is_null() {
+            alloc_sites::set_site(ptr, site);
+        } else if site != alloc_sites::NO_SITE {
+            alloc_sites::set_site(q, site);
+        } else if alloc_sites::capturing() {
+            // Allocated before capture was on: its site is this realloc.
+            alloc_sites::record_allocation(q);
+        }
+        q
     }
 }
 

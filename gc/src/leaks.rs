@@ -9,6 +9,16 @@
 //! reported (address, size) once; they are not freed. Blocks only a C
 //! library's `malloc` memory points to look leaked too: register such memory
 //! with `add_roots`.
+//!
+//! With `OOHGC_LEAK_BACKTRACES=1` as well, every `GcAllocator` block's
+//! allocation stack is recorded (`alloc_sites`) and each leak line is
+//! followed by up to [`REPORT_FRAMES`] lines `at <function> (<file>:<line>)`,
+//! innermost first, starting at the first frame outside the allocator
+//! machinery (oohgc, `__rust_alloc`, `alloc::`, `std::alloc`); a frame that
+//! cannot be resolved shows its raw address. The sites are read and
+//! symbolized after the world has restarted (`symbolize`), never inside the
+//! pause. Without backtraces the summary says how to turn them on. The
+//! summary line is always last.
 
 use crate::mark::{MarkStack, Marker};
 use crate::roots;
@@ -16,6 +26,9 @@ use crate::verify::VisitBitmap;
 use oohgc_allocator::{self as heap, ObjectKind};
 use oohgc_dirty::raw_vec::RawVec;
 use std::sync::Mutex;
+
+/// Frames printed under each leak, after the allocator's own are skipped.
+pub(crate) const REPORT_FRAMES: usize = 16;
 
 /// Blocks already reported (so each leak is reported once).
 static REPORTED: Mutex<RawVec<usize>> = Mutex::new(RawVec::new());
@@ -49,6 +62,9 @@ pub(crate) fn report_cycle(cycle: u64) {
         drop(guard);
         drop(fin);
     }
+    let backtraces = crate::alloc_sites::capturing();
+    let symbolizer = (backtraces && !leaks.is_empty())
+        .then(|| crate::runtime::with_system_allocator(crate::symbolize::Symbolizer::new));
     let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
     let mut bytes = 0usize;
     for &(base, size) in leaks.iter() {
@@ -56,13 +72,108 @@ pub(crate) fn report_cycle(cycle: u64) {
         crate::runtime::eprint_line(format_args!(
             "oohgc: leak: {size} bytes at {base:#x} (a GcAllocator block no live object points to, never freed)"
         ));
+        if let Some(sym) = symbolizer.as_ref() {
+            print_site(sym, crate::alloc_sites::site_of(base));
+        }
         if let Err(i) = reported.binary_search(&base) {
             reported.push(base);
             reported.as_mut_slice()[i..].rotate_right(1);
         }
     }
+    let hint = if backtraces || leaks.is_empty() {
+        ""
+    } else {
+        " (set OOHGC_LEAK_BACKTRACES=1 to see where each was allocated)"
+    };
+    if let Some(sym) = symbolizer {
+        crate::runtime::with_system_allocator(|| drop(sym));
+    }
     crate::runtime::eprint_line(format_args!(
-        "oohgc: leak summary (cycle {cycle}): {} new leaked block(s), {bytes} bytes",
+        "oohgc: leak summary (cycle {cycle}): {} new leaked block(s), {bytes} bytes{hint}",
         leaks.len()
     ));
+}
+
+/// Print the allocation stack of site `site` under its leak line.
+fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
+    use crate::alloc_sites::{frames_of, NO_SITE, SITE_TABLE_FULL};
+    let Some(frames) = frames_of(site) else {
+        let why = match site {
+            NO_SITE => "allocated before backtraces were turned on",
+            SITE_TABLE_FULL => "the table of distinct allocation stacks is full",
+            _ => "unknown site",
+        };
+        crate::runtime::eprint_line(format_args!(
+            "oohgc:     (allocation site not recorded: {why})"
+        ));
+        return;
+    };
+    crate::runtime::with_system_allocator(|| {
+        let mut printed = 0usize;
+        let mut in_machinery = true;
+        for &ip in frames.iter().take_while(|&&ip| ip != 0) {
+            let resolved = sym.resolve(ip);
+            if resolved.is_empty() {
+                if in_machinery {
+                    // An unresolvable frame among the allocator's own is
+                    // the unwinder or the allocator without symbols.
+                    continue;
+                }
+                crate::runtime::eprint_line(format_args!("oohgc:     at {ip:#x}"));
+                printed += 1;
+            }
+            for f in &resolved {
+                let name = f.function.as_deref().unwrap_or("<unknown>");
+                if in_machinery && is_allocator_machinery(name) {
+                    continue;
+                }
+                in_machinery = false;
+                match (&f.file, f.line) {
+                    (Some(file), Some(line)) => crate::runtime::eprint_line(format_args!(
+                        "oohgc:     at {name} ({file}:{line})"
+                    )),
+                    (Some(file), None) => {
+                        crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({file})"))
+                    }
+                    _ => {
+                        crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({ip:#x})"))
+                    }
+                }
+                printed += 1;
+                if printed == REPORT_FRAMES {
+                    return;
+                }
+            }
+            if printed == REPORT_FRAMES {
+                return;
+            }
+        }
+    });
+}
+
+/// Whether a frame belongs to the allocation machinery above the program's
+/// own call (skipped while it leads the stack).
+/// A trait method (`<T as alloc::…>::f`) counts by the trait's path.
+fn is_allocator_machinery(name: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "oohgc::",
+        "__rustc::",
+        "__rust_",
+        "__rdl_",
+        "__rg_",
+        "_Unwind_",
+        "alloc::",
+        "std::alloc::",
+        "core::alloc::",
+    ];
+    let machinery = |path: &str| PREFIXES.iter().any(|p| path.starts_with(p));
+    match name.strip_prefix('<') {
+        None => machinery(name),
+        Some(inner) => {
+            machinery(inner)
+                || inner
+                    .split_once(" as ")
+                    .is_some_and(|(_, of_trait)| machinery(of_trait))
+        }
+    }
 }

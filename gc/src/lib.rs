@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod alloc_sites;
 mod collector;
 pub mod config;
 mod finalize;
@@ -36,6 +37,7 @@ mod mark;
 mod roots;
 mod runtime;
 pub mod stats;
+mod symbolize;
 mod verify;
 mod weak;
 
@@ -53,6 +55,11 @@ pub use stats::{
     Stats,
 };
 pub use weak::GcWeak;
+
+/// (heap blocks with a recorded allocation site, distinct sites stored):
+/// lets tests check that leak-backtrace entries go away with their blocks.
+#[doc(hidden)]
+pub use alloc_sites::recorded_counts as leak_backtrace_counts;
 
 use std::fmt;
 

@@ -144,6 +144,7 @@ fn init_heap() {
     oohgc_allocator::set_discard_hook(on_discard);
     oohgc_allocator::set_budget(cfg.initial_heap);
     oohgc_barriers::set_thread_exit_hook(on_thread_exit);
+    crate::alloc_sites::configure(cfg.find_leaks && cfg.leak_backtraces);
     HEAP_STATE.store(READY, Ordering::Release);
 }
 
@@ -168,7 +169,10 @@ pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
     if cfg.max_heap != old.max_heap {
         oohgc_allocator::set_max_heap(cfg.max_heap).map_err(|e| InitError::Heap(e.to_string()))?;
     }
-    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+    let mut current = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
+    *current = cfg;
+    crate::alloc_sites::configure(cfg.find_leaks && cfg.leak_backtraces);
+    drop(current);
     Ok(())
 }
 

@@ -48,6 +48,7 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
         ("OOHGC_VERIFY", "yes", "0 or 1"),
         ("OOHGC_STATS", "2", "0 or 1"),
         ("OOHGC_FIND_LEAKS", "true", "0 or 1"),
+        ("OOHGC_LEAK_BACKTRACES", "on", "0 or 1"),
         ("OOHGC_COLLECTOR", "maybe", "on or off"),
         ("OOHGC_FREE_SPACE_DIVISOR", "0", "1 to 100"),
         ("OOHGC_INITIAL_HEAP", "-3", "K, M, G or T"),
@@ -111,6 +112,15 @@ fn builder_errors() {
     assert!(e.to_string().contains("pagemap-scan"), "{e}");
     let e = oohgc::Config::new().pml_engine("x").unwrap_err();
     assert!(e.to_string().contains("async or sync"), "{e}");
+}
+
+#[test]
+fn leak_backtraces_default_off_and_builder_sets_it() {
+    let c = oohgc::Config::new();
+    assert!(!c.leak_backtraces, "leak backtraces on by default");
+    let on = c.find_leaks(true).leak_backtraces(true);
+    assert!(on.leak_backtraces && on.find_leaks);
+    assert!(!on.leak_backtraces(false).leak_backtraces);
 }
 
 /// Run by the children below: allocate 48 MiB of garbage with automatic
