@@ -39,7 +39,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Return addresses kept per allocation (after the capture's own frame).
-pub(crate) const MAX_FRAMES: usize = 32;
+/// The walk costs time per frame (it is most of the capture's cost), and
+/// each kept frame usually expands to several printed ones once inlined
+/// calls are resolved; 16 covers the allocator's own frames and the
+/// program's frames the report prints.
+pub(crate) const MAX_FRAMES: usize = 16;
 /// Distinct allocation stacks kept; later new ones are "table full".
 pub(crate) const MAX_SITES: usize = 1 << 18;
 /// Slots of the site hash index (a power of two, twice [`MAX_SITES`]).

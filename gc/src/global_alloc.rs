@@ -116,6 +116,8 @@ fn in_heap(p: *mut u8) -> bool {
 
 /// Blocks handed out by [`system_alloc`], so that `dealloc` can tell them
 /// from foreign pointers (never from the global allocator: raw mmap).
+/// Sorted by address: symbolizing a leak report's frames makes thousands of
+/// such blocks, and a free must not scan them all.
 static SYSTEM_BLOCKS: std::sync::Mutex<oohgc_dirty::raw_vec::RawVec<usize>> =
     std::sync::Mutex::new(oohgc_dirty::raw_vec::RawVec::new());
 
@@ -128,10 +130,11 @@ fn system_alloc(layout: Layout) -> *mut u8 {
     if r != 0 {
         return std::ptr::null_mut();
     }
-    SYSTEM_BLOCKS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(p as usize);
+    let mut blocks = SYSTEM_BLOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    let at = blocks.partition_point(|&b| b < p as usize);
+    blocks.push(p as usize);
+    blocks.as_mut_slice()[at..].rotate_right(1);
+    drop(blocks);
     p.cast()
 }
 
@@ -140,14 +143,15 @@ fn system_alloc(layout: Layout) -> *mut u8 {
 /// freed twice: say so and abort instead of corrupting memory.
 fn system_free(p: *mut u8) {
     let mut blocks = SYSTEM_BLOCKS.lock().unwrap_or_else(|e| e.into_inner());
-    match blocks.iter().position(|&b| b == p as usize) {
-        Some(i) => {
-            blocks.swap_remove(i);
+    match blocks.binary_search(&(p as usize)) {
+        Ok(i) => {
+            blocks.as_mut_slice()[i..].rotate_left(1);
+            blocks.pop();
             drop(blocks);
             // SAFETY: a live block from posix_memalign, freed once.
             unsafe { libc::free(p.cast()) };
         }
-        None => {
+        Err(_) => {
             drop(blocks);
             crate::runtime::fatal(format_args!(
                 "dealloc of {p:p}, which is not a block of this allocator (a foreign pointer, or a block freed twice)"
