@@ -31,13 +31,20 @@ fn clobber_stack() {
     black_box(&mut buf);
 }
 
+/// Unmask and print in a frame of its own, which `clobber_stack` then
+/// overwrites (an unoptimised build keeps the unmasked temporary there).
+#[inline(never)]
+fn print_address(label: &str, masked: usize) {
+    println!("{label} {:#x}", masked ^ KEY);
+}
+
 /// Child body: leak one `Box`, print its address, collect from another
 /// thread (so this thread is scanned from where it waits, not from the
 /// collector's frames, whose dead slots may still hold the address).
 fn leak_and_collect() {
     let masked = leaky_site_for_backtrace_test();
     clobber_stack();
-    println!("FORGOTTEN {:#x}", masked ^ KEY);
+    print_address("FORGOTTEN", masked);
     clobber_stack();
     for _ in 0..3 {
         std::thread::spawn(oohgc::collect).join().unwrap();
@@ -79,8 +86,18 @@ fn frames_under(stderr: &str, addr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The summary line of the cycle that reported block `addr`.
+fn summary_of_leak(stderr: &str, addr: &str) -> String {
+    stderr
+        .lines()
+        .skip_while(|l| !(l.contains("oohgc: leak:") && l.contains(&format!("at {addr} "))))
+        .find(|l| l.starts_with("oohgc: leak summary"))
+        .unwrap_or_else(|| panic!("no summary after the leak of {addr}:\n{stderr}"))
+        .to_owned()
+}
+
 /// The last line mentioning leaks must be the summary.
-fn assert_summary_last(stderr: &str) -> String {
+fn assert_summary_last(stderr: &str) {
     let last = stderr
         .lines()
         .rfind(|l| l.starts_with("oohgc: leak") || l.starts_with("oohgc:     "))
@@ -89,7 +106,6 @@ fn assert_summary_last(stderr: &str) -> String {
         last.starts_with("oohgc: leak summary"),
         "the report does not end with its summary:\n{stderr}"
     );
-    last.to_owned()
 }
 
 /// Check a report with backtraces: the leak's first shown frame is the
@@ -108,7 +124,8 @@ fn assert_site_reported(stdout: &str, stderr: &str) {
         !frames.iter().any(|f| f.contains("oohgc::")),
         "the collector's own frames are shown:\n{stderr}"
     );
-    let summary = assert_summary_last(stderr);
+    assert_summary_last(stderr);
+    let summary = summary_of_leak(stderr, &addr);
     assert!(
         !summary.contains("OOHGC_LEAK_BACKTRACES"),
         "the hint is shown although capture is on: {summary}"
@@ -156,7 +173,8 @@ fn without_backtraces_there_are_no_frames_and_the_summary_says_how() {
         frames_under(&stderr, &addr).is_empty(),
         "frames shown with capture off:\n{stderr}"
     );
-    let summary = assert_summary_last(&stderr);
+    assert_summary_last(&stderr);
+    let summary = summary_of_leak(&stderr, &addr);
     assert!(
         summary.contains("set OOHGC_LEAK_BACKTRACES=1"),
         "the summary does not say how to get backtraces: {summary}"
