@@ -38,7 +38,7 @@ use oohgc_allocator::GRANULE;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-/// Return addresses kept per allocation (after the capture's own frame).
+/// Return addresses kept per allocation (after the capture's own frames).
 /// The walk costs time per frame (it is most of the capture's cost), and
 /// each kept frame usually expands to several printed ones once inlined
 /// calls are resolved; 16 covers the allocator's own frames and the
@@ -297,14 +297,15 @@ extern "C" fn capture_frame(ctx: *mut UnwindContext, arg: *mut libc::c_void) -> 
     }
 }
 
-/// The return addresses of the caller's stack, innermost first, without
-/// this function's own frame.
+/// The return addresses of the stack, innermost first, from the caller of
+/// [`record_allocation`] (this function's frame and that one are skipped;
+/// both are `inline(never)`, so they are always exactly two frames).
 #[inline(never)]
 fn capture(frames: &mut Frames) {
     let mut st = CaptureState {
         frames,
         len: 0,
-        skip: 1,
+        skip: 2,
     };
     // SAFETY: capture_frame matches the unwinder's callback ABI and only
     // touches `st`, which outlives the call.

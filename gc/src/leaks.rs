@@ -22,6 +22,7 @@
 
 use crate::mark::{MarkStack, Marker};
 use crate::roots;
+use crate::symbolize::ResolvedFrame;
 use crate::verify::VisitBitmap;
 use oohgc_allocator::{self as heap, ObjectKind};
 use oohgc_dirty::raw_vec::RawVec;
@@ -109,46 +110,70 @@ fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
         return;
     };
     crate::runtime::with_system_allocator(|| {
+        let resolved: Vec<(usize, Vec<ResolvedFrame>)> = frames
+            .iter()
+            .take_while(|&&ip| ip != 0)
+            .map(|&ip| (ip, sym.resolve(ip)))
+            .collect();
+        if resolved.iter().all(|(_, r)| r.is_empty()) {
+            // No symbols at all (a stripped binary): every address, raw.
+            for (ip, _) in resolved.iter().take(REPORT_FRAMES) {
+                print_raw(sym, *ip);
+            }
+            return;
+        }
+        // Skip the allocator's own frames that lead the stack, then print
+        // up to REPORT_FRAMES. The first frame is always the allocator's
+        // entry point: if it has no symbol (the program is stripped), the
+        // machinery cannot be told apart and nothing is skipped.
+        let skip_machinery = !resolved[0].1.is_empty();
+        let shown = resolved
+            .iter()
+            .flat_map(|(ip, r)| {
+                let raw = r.is_empty().then_some((*ip, None));
+                raw.into_iter().chain(r.iter().map(|f| (*ip, Some(f))))
+            })
+            .skip_while(|(_, f)| {
+                skip_machinery
+                    && f.is_none_or(|f| is_allocator_machinery(f.function.as_deref().unwrap_or("")))
+            })
+            .take(REPORT_FRAMES);
         let mut printed = 0usize;
-        let mut in_machinery = true;
-        for &ip in frames.iter().take_while(|&&ip| ip != 0) {
-            let resolved = sym.resolve(ip);
-            if resolved.is_empty() {
-                if in_machinery {
-                    // An unresolvable frame among the allocator's own is
-                    // the unwinder or the allocator without symbols.
-                    continue;
+        for (ip, f) in shown {
+            printed += 1;
+            let Some(f) = f else {
+                print_raw(sym, ip);
+                continue;
+            };
+            let name = f.function.as_deref().unwrap_or("<unknown function>");
+            match (&f.file, f.line) {
+                (Some(file), Some(line)) => crate::runtime::eprint_line(format_args!(
+                    "oohgc:     at {name} ({file}:{line})"
+                )),
+                (Some(file), None) => {
+                    crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({file})"))
                 }
-                crate::runtime::eprint_line(format_args!("oohgc:     at {ip:#x}"));
-                printed += 1;
-            }
-            for f in &resolved {
-                let name = f.function.as_deref().unwrap_or("<unknown>");
-                if in_machinery && is_allocator_machinery(name) {
-                    continue;
-                }
-                in_machinery = false;
-                match (&f.file, f.line) {
-                    (Some(file), Some(line)) => crate::runtime::eprint_line(format_args!(
-                        "oohgc:     at {name} ({file}:{line})"
-                    )),
-                    (Some(file), None) => {
-                        crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({file})"))
-                    }
-                    _ => {
-                        crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({ip:#x})"))
-                    }
-                }
-                printed += 1;
-                if printed == REPORT_FRAMES {
-                    return;
-                }
-            }
-            if printed == REPORT_FRAMES {
-                return;
+                _ => crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({ip:#x})")),
             }
         }
+        if printed == 0 {
+            crate::runtime::eprint_line(format_args!(
+                "oohgc:     (every recorded frame is inside the allocator: the site is deeper than {} frames)",
+                crate::alloc_sites::MAX_FRAMES
+            ));
+        }
     });
+}
+
+/// A frame without a symbol: its address, and its object and offset there.
+fn print_raw(sym: &crate::symbolize::Symbolizer, ip: usize) {
+    match sym.object_offset(ip) {
+        Some((object, offset)) => crate::runtime::eprint_line(format_args!(
+            "oohgc:     at {ip:#x} (no symbol: {}+{offset:#x})",
+            object.display()
+        )),
+        None => crate::runtime::eprint_line(format_args!("oohgc:     at {ip:#x} (no symbol)")),
+    }
 }
 
 /// Whether a frame belongs to the allocation machinery above the program's

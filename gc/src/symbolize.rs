@@ -38,7 +38,10 @@ struct Module {
     start: usize,
     end: usize,
     bias: usize,
+    /// Where the debug information is read from.
     path: PathBuf,
+    /// The object's file, for raw addresses (`object+offset`).
+    shown: PathBuf,
 }
 
 /// Debug information loaded so far: `None` for an object that has none
@@ -63,6 +66,15 @@ impl Symbolizer {
             )
         };
         Symbolizer { modules }
+    }
+
+    /// `(object file, offset in it)` of return address `ip`, for a frame
+    /// without symbols (`addr2line -e <object> <offset>` resolves it later
+    /// against an unstripped copy).
+    pub(crate) fn object_offset(&self, ip: usize) -> Option<(&std::path::Path, usize)> {
+        let pc = ip.saturating_sub(1);
+        let m = self.modules.iter().find(|m| m.start <= pc && pc < m.end)?;
+        Some((m.shown.as_path(), pc - m.bias))
     }
 
     /// The frames of return address `ip`, innermost (inlined) first; empty
@@ -131,7 +143,12 @@ unsafe extern "C" fn collect_module(
         let name = unsafe { CStr::from_ptr(info.dlpi_name) };
         (!name.is_empty()).then(|| PathBuf::from(name.to_string_lossy().into_owned()))
     };
-    // The main program has an empty name.
+    // The main program has an empty name; its debug information is read
+    // through /proc/self/exe, which still opens it if the file was replaced.
+    let shown = path
+        .clone()
+        .or_else(|| std::fs::read_link("/proc/self/exe").ok())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let path = path.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let bias = info.dlpi_addr as usize;
     for k in 0..info.dlpi_phnum as usize {
@@ -144,6 +161,7 @@ unsafe extern "C" fn collect_module(
                 end: start + ph.p_memsz as usize,
                 bias,
                 path: path.clone(),
+                shown: shown.clone(),
             });
         }
     }
