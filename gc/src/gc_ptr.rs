@@ -197,6 +197,20 @@ impl<T: NoPointers> Gc<[T]> {
     }
 }
 
+/// Zeroed collected memory for `layout` whose contents the collector never
+/// scans: bdwgc's `GC_MALLOC_ATOMIC`, for large pointer-free buffers (numeric
+/// arrays, byte buffers) that a program fills in place.
+///
+/// The block lives while any scanned word points into it (as a `Gc` does)
+/// and is reclaimed after that; there is no free call. A pointer stored
+/// *inside* it does not keep anything alive. Aborts through
+/// `handle_alloc_error` when the heap is exhausted, as `Gc::new` does.
+pub fn alloc_noscan(layout: Layout) -> NonNull<u8> {
+    let p = alloc_collected(layout, ObjectKind::ManagedNoScan);
+    // SAFETY: alloc_collected never returns null.
+    unsafe { NonNull::new_unchecked(p) }
+}
+
 impl From<&str> for Gc<str> {
     fn from(s: &str) -> Gc<str> {
         let bytes = Gc::<[u8]>::from_slice_noscan(s.as_bytes());

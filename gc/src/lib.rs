@@ -47,7 +47,7 @@ pub use collector::{
 };
 pub use config::{Config, ConfigError};
 pub use finalize::{finalizer_panics, run_finalizers};
-pub use gc_ptr::{Gc, NoPointers};
+pub use gc_ptr::{alloc_noscan, Gc, NoPointers};
 pub use global_alloc::GcAllocator;
 pub use roots::{add_roots, remove_roots};
 pub use stats::{

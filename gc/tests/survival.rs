@@ -364,3 +364,42 @@ fn deep_random_graph_with_checksum() {
     assert_eq!(checksum(&nodes), before);
     assert_eq!(root.id, 0);
 }
+
+#[test]
+fn noscan_blocks_live_while_referenced_and_do_not_retain_what_they_hold() {
+    const WORDS: usize = 64 * 1024;
+    const MASK: u64 = 0xFFFF_0000_0000_FFFF;
+    /// Store the only reference to a new object inside `words` (masked in
+    /// the local copy returned, so no stack word points to it).
+    #[inline(never)]
+    fn hide_object_in(words: &mut [u64]) -> (oohgc::GcWeak<Payload>, u64) {
+        let hidden = Gc::new(Payload::new(77));
+        words[3] = Gc::as_ptr(&hidden) as u64;
+        (Gc::downgrade(&hidden), words[3] ^ MASK)
+    }
+    let layout = std::alloc::Layout::array::<u64>(WORDS).unwrap();
+    let block = oohgc::alloc_noscan(layout).as_ptr() as *mut u64;
+    // SAFETY: the block has room for WORDS u64s, is zeroed, and stays
+    // alive while `block` is on this stack.
+    let words = unsafe { std::slice::from_raw_parts_mut(block, WORDS) };
+    assert!(
+        words.iter().all(|&w| w == 0),
+        "alloc_noscan memory is zeroed"
+    );
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = i as u64 ^ 0x5A5A;
+    }
+    let (weak, masked) = hide_object_in(words);
+    collect_many(5);
+    let words = black_box(words);
+    for (i, w) in words.iter().enumerate() {
+        if i != 3 {
+            assert_eq!(*w, i as u64 ^ 0x5A5A, "noscan block freed while referenced");
+        }
+    }
+    assert_eq!(words[3] ^ MASK, masked);
+    assert!(
+        weak.upgrade().is_none(),
+        "a pointer stored only inside a noscan block kept its target alive"
+    );
+}

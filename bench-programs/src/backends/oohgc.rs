@@ -1,8 +1,9 @@
 //! The `oohgc` backend: nodes are `oohgc::Gc<Node>`, collected.
 //!
 //! Used by the `oohgc-bench-gc` worker, whose global allocator is
-//! `oohgc::GcAllocator`; ref arrays and data buffers therefore come from the
-//! collected heap too (scanned, freed explicitly as Rust vectors are). The
+//! `oohgc::GcAllocator`; ref arrays therefore come from the collected heap
+//! too (scanned, freed explicitly as Rust vectors are). Pointer-free data
+//! buffers are `oohgc::alloc_noscan` blocks (never scanned, collected). The
 //! dirty source is chosen by `OOHGC_DIRTY` in the worker's environment.
 
 use crate::heap::{CollectorFigures, Heap, Node, NodeRef, RefArray};
@@ -66,11 +67,11 @@ impl Heap for OohgcHeap {
     }
     fn alloc_data_bytes(&mut self, bytes: usize) -> NonNull<u8> {
         self.meter.tick();
-        alloc_zeroed_or_die(bytes)
+        // Pointer-free data is never scanned, as bdwgc's backend allocates
+        // it with GC_malloc_atomic (and GCBench's C original does).
+        oohgc::alloc_noscan(data_layout(bytes))
     }
-    fn free_data_bytes(&mut self, ptr: NonNull<u8>, bytes: usize) {
-        dealloc(ptr.as_ptr(), bytes);
-    }
+    fn free_data_bytes(&mut self, _ptr: NonNull<u8>, _bytes: usize) {}
     fn write_barrier(&self, slot: *const u8) {
         oohgc::write_barrier(slot);
     }
