@@ -67,6 +67,7 @@ pub(crate) fn layout() -> &'static Layout {
 }
 
 /// True once the heap is live.
+#[inline]
 pub fn is_initialized() -> bool {
     STATE.load(Ordering::Acquire) == READY
 }

@@ -113,6 +113,7 @@ impl SpanView {
     }
 
     /// Bytes covered by the span's pages.
+    #[inline(always)]
     pub fn end(&self) -> usize {
         self.start + self.pages * crate::config::PAGE_SIZE
     }

@@ -150,6 +150,13 @@ pub(crate) trait MarkSet {
     fn try_mark(&mut self, base: usize) -> bool;
     /// Whether `base` was reached.
     fn is_marked(&self, base: usize) -> bool;
+    /// If `word` points into an allocated object not reached yet, record it
+    /// as reached and return it.
+    #[inline]
+    fn mark_target(&mut self, word: usize) -> Option<ObjectInfo> {
+        let obj = heap::find_object(word)?;
+        self.try_mark(obj.base).then_some(obj)
+    }
     /// A thread root points into a slot that is not (yet) an allocated
     /// object; see [`Marker::scan_thread_range`]. Default: ignore it.
     fn mark_unpublished_slot(&mut self, addr: usize) {
@@ -168,6 +175,10 @@ impl MarkSet for HeapMarks {
     #[inline]
     fn is_marked(&self, base: usize) -> bool {
         heap::is_marked(base)
+    }
+    #[inline]
+    fn mark_target(&mut self, word: usize) -> Option<ObjectInfo> {
+        heap::mark_object_at(word)
     }
     fn mark_unpublished_slot(&mut self, addr: usize) {
         heap::mark_slot(addr);
@@ -206,14 +217,21 @@ impl<'a, M: MarkSet> Marker<'a, M> {
     #[inline]
     pub(crate) fn mark_object(&mut self, obj: ObjectInfo) {
         if self.marks.try_mark(obj.base) {
-            self.counts.objects += 1;
-            self.counts.bytes += obj.size as u64;
-            if obj.kind != ObjectKind::ManagedNoScan {
-                self.stack.push(Entry {
-                    base: obj.base,
-                    size: obj.size,
-                });
-            }
+            self.queue_newly_marked(obj);
+        }
+    }
+
+    /// Count an object this pass just marked and queue it for scanning
+    /// unless it is pointer-free.
+    #[inline]
+    fn queue_newly_marked(&mut self, obj: ObjectInfo) {
+        self.counts.objects += 1;
+        self.counts.bytes += obj.size as u64;
+        if obj.kind != ObjectKind::ManagedNoScan {
+            self.stack.push(Entry {
+                base: obj.base,
+                size: obj.size,
+            });
         }
     }
 
@@ -230,8 +248,8 @@ impl<'a, M: MarkSet> Marker<'a, M> {
             let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
             p += 8;
             if word.wrapping_sub(heap_lo) < heap_len {
-                if let Some(obj) = heap::find_object(word) {
-                    self.mark_object(obj);
+                if let Some(obj) = self.marks.mark_target(word) {
+                    self.queue_newly_marked(obj);
                 }
             }
         }
