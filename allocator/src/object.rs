@@ -14,6 +14,17 @@ pub enum ObjectKind {
     Manual,
 }
 
+/// What [`mark_object_at`](crate::mark_object_at) found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkAttempt {
+    /// The address is not inside an allocated object.
+    NotAnObject,
+    /// It is inside the object at this base, which was already marked.
+    AlreadyMarked(usize),
+    /// It is inside this object, which was unmarked and is now marked.
+    NewlyMarked(ObjectInfo),
+}
+
 /// Number of object kinds (spans and thread caches are segregated by kind).
 pub(crate) const KINDS: usize = 3;
 

@@ -8,7 +8,7 @@
 //! layouts change only while a span holds no object.
 
 use crate::heap::{is_initialized, layout};
-use crate::object::{ObjectInfo, ObjectKind};
+use crate::object::{MarkAttempt, ObjectInfo, ObjectKind};
 use crate::page_pool::frontier_pages;
 use crate::span::{SpanMeta, SpanView};
 use core::sync::atomic::Ordering;
@@ -49,49 +49,56 @@ pub fn find_object(addr: usize) -> Option<ObjectInfo> {
     })
 }
 
-/// The marker's one-lookup step: if `addr` points into an allocated object
-/// (as [`find_object`] decides) whose mark is not set, set it and return the
-/// object; None when `addr` is not in an object or the object was already
-/// marked. Equivalent to `find_object` then [`try_mark`](crate::try_mark),
-/// with the span looked up once instead of twice (most of marking's time
-/// per pointer is these lookups). Unlike `try_mark`, two threads racing on
-/// one object may both be handed it.
+/// The marker's one-lookup step: whether `addr` points into an allocated
+/// object (as [`find_object`] decides) and, if so, mark it. Equivalent to
+/// `find_object` then [`try_mark`](crate::try_mark), with the span looked up
+/// once instead of twice (most of marking's time per pointer is these
+/// lookups). Unlike `try_mark`, two threads racing on one object may both
+/// be told [`MarkAttempt::NewlyMarked`]. `AlreadyMarked` may also name a
+/// free slot whose mark is set (freed after it was marked this cycle).
 #[inline]
-pub fn mark_object_at(addr: usize) -> Option<ObjectInfo> {
+pub fn mark_object_at(addr: usize) -> MarkAttempt {
     let l = layout();
     if addr.wrapping_sub(l.lo) >= l.hi - l.lo || !is_initialized() {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     let page = l.page_of(addr);
     if page >= frontier_pages() {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     let h = l.head_entry(page).load(Ordering::Acquire);
     if h == 0 {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     let span = l.span(h as usize - 1);
-    let (v, gen) = span.view()?;
+    let Some((v, gen)) = span.view() else {
+        return MarkAttempt::NotAnObject;
+    };
     if addr < v.start || addr >= v.end() {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     let slot = v.slot_of(addr);
     if slot >= v.slots {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     let mark = l.mark_byte(v.head, slot);
     if mark.load(Ordering::Relaxed) != 0 {
-        return None;
+        // Marked: no need to read the allocation byte (a marked free slot
+        // is reported too; it can only be reallocated black this cycle).
+        if !span.unchanged(gen) {
+            return MarkAttempt::NotAnObject;
+        }
+        return MarkAttempt::AlreadyMarked(v.slot_addr(slot));
     }
     if l.alloc_byte(v.head, slot).load(Ordering::Acquire) != 1 || !span.unchanged(gen) {
-        return None;
+        return MarkAttempt::NotAnObject;
     }
     // A plain store, not a swap: a locked read-modify-write per marked
     // object costs ~20 cycles and stalls the prefetches marking relies on.
     // Two markers racing here may both get the object (it is scanned twice,
     // which is harmless); the collector marks from one thread at a time.
     mark.store(1, Ordering::Relaxed);
-    Some(ObjectInfo {
+    MarkAttempt::NewlyMarked(ObjectInfo {
         base: v.slot_addr(slot),
         size: v.obj_size,
         kind: v.kind,

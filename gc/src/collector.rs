@@ -41,6 +41,7 @@
 //! pause (in a blocking region, so it does not delay the pause).
 
 use crate::mark::{HeapMarks, MarkStack, Marker};
+use crate::mark_cache::MarkCache;
 use crate::roots::{self, Ranges};
 use crate::runtime;
 use crate::stats::{self, CycleKind, CycleReason, CycleStats};
@@ -63,6 +64,7 @@ pub const PRECLEAN_ENOUGH_PAGES: u64 = 256;
 /// Everything a cycle needs, behind the cycle lock (one cycle at a time).
 struct Cycle {
     stack: Option<MarkStack>,
+    mark_cache: Option<MarkCache>,
     statics: Ranges,
     dirty: RawVec<(usize, usize)>,
     count: u64,
@@ -70,6 +72,7 @@ struct Cycle {
 
 static CYCLE: Mutex<Cycle> = Mutex::new(Cycle {
     stack: None,
+    mark_cache: None,
     statics: RawVec::new(),
     dirty: RawVec::new(),
     count: 0,
@@ -178,7 +181,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     cs.stop_ns = ns(p1 - p0);
     cs.threads = world.thread_count() as u64;
     {
-        let mut m = Marker::new(stack, HeapMarks);
+        let mut m = Marker::new(stack, HeapMarks::new(&mut c.mark_cache));
         roots::scan_threads(&mut m, &world);
         roots::scan_global_roots(&mut m, &c.statics);
         roots::mark_manual_objects(&mut m);
@@ -216,7 +219,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
 /// finalization, trace, clear weak references to unmarked objects, queue
 /// ready finalizers (and trace what they reference), record the counts.
 fn finish_marking(
-    m: &mut Marker<'_, HeapMarks>,
+    m: &mut Marker<'_, HeapMarks<'_>>,
     fin: &mut finalize::FinalizeGuard,
     weak_guard: &mut MutexGuard<'static, weak::Table>,
     cs: &mut CycleStats,
@@ -348,7 +351,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // dirty source, so read them in a short pause (only marking what they
     // point to directly; the tracing happens concurrently below).
     roots::static_segments(&mut c.statics);
-    let mut m = Marker::new(stack, HeapMarks);
+    let mut m = Marker::new(stack, HeapMarks::new(&mut c.mark_cache));
     {
         let i0 = Instant::now();
         let world = oohgc_barriers::stop_world();
@@ -471,7 +474,7 @@ fn harvest(
 }
 
 /// Re-scan the parts of marked objects that lie on dirty pages.
-fn rescan_dirty(m: &mut Marker<'_, HeapMarks>, dirty: &RawVec<(usize, usize)>) -> u64 {
+fn rescan_dirty(m: &mut Marker<'_, HeapMarks<'_>>, dirty: &RawVec<(usize, usize)>) -> u64 {
     let mut objects = 0;
     for &(s, e) in dirty.iter() {
         heap::for_each_object_in(s, e, &mut |o| {
@@ -485,7 +488,7 @@ fn rescan_dirty(m: &mut Marker<'_, HeapMarks>, dirty: &RawVec<(usize, usize)>) -
     objects
 }
 
-fn rescan_all_marked(m: &mut Marker<'_, HeapMarks>) -> u64 {
+fn rescan_all_marked(m: &mut Marker<'_, HeapMarks<'_>>) -> u64 {
     let mut objects = 0;
     heap::for_each_object(None, &mut |o| {
         if o.kind != heap::ObjectKind::ManagedNoScan && heap::is_marked(o.base) {

@@ -19,7 +19,7 @@
 //! No `Trace` derive and no root registration: stacks, registers,
 //! thread-locals, statics and every `GcAllocator` block are scanned
 //! conservatively. Modules: [`config`] (settings and `OOHGC_*` variables),
-//! `collector` (the cycle), `mark` (marking), `roots` (root discovery),
+//! `collector` (the cycle), `mark` (marking), `mark_cache` (the marked-base cache), `roots` (root discovery),
 //! `finalize` and `weak` (finalization, weak references), `verify` (the
 //! verifier), `leaks` (leak reports), [`stats`](mod@stats) (statistics).
 
@@ -34,6 +34,7 @@ mod gc_ptr;
 mod global_alloc;
 mod leaks;
 mod mark;
+mod mark_cache;
 mod roots;
 mod runtime;
 pub mod stats;

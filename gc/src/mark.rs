@@ -14,7 +14,8 @@
 //! threads write the memory being scanned, and a plain read would be a data
 //! race in Rust's memory model.
 
-use oohgc_allocator::{self as heap, ObjectInfo, ObjectKind};
+use crate::mark_cache::MarkCache;
+use oohgc_allocator::{self as heap, MarkAttempt, ObjectInfo, ObjectKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One pending object: its base and size.
@@ -164,10 +165,29 @@ pub(crate) trait MarkSet {
     }
 }
 
-/// The heap's own side-table mark bits.
-pub(crate) struct HeapMarks;
+/// The heap's own side-table mark bits, with the marked-base cache in front
+/// of them (see `mark_cache`).
+pub(crate) struct HeapMarks<'c> {
+    cache: Option<&'c mut MarkCache>,
+}
 
-impl MarkSet for HeapMarks {
+impl<'c> HeapMarks<'c> {
+    /// The heap's marks for a new marking pass: empties `cache` (creating
+    /// it on first use; without it, every lookup goes the long way).
+    pub(crate) fn new(cache: &'c mut Option<MarkCache>) -> HeapMarks<'c> {
+        if cache.is_none() {
+            let (lo, hi) = heap::heap_bounds();
+            *cache = MarkCache::new(lo, hi);
+        }
+        let mut cache = cache.as_mut();
+        if let Some(c) = cache.as_deref_mut() {
+            c.clear();
+        }
+        HeapMarks { cache }
+    }
+}
+
+impl MarkSet for HeapMarks<'_> {
     #[inline]
     fn try_mark(&mut self, base: usize) -> bool {
         heap::try_mark(base)
@@ -178,7 +198,24 @@ impl MarkSet for HeapMarks {
     }
     #[inline]
     fn mark_target(&mut self, word: usize) -> Option<ObjectInfo> {
-        heap::mark_object_at(word)
+        if self.cache.as_deref().is_some_and(|c| c.contains(word)) {
+            return None;
+        }
+        match heap::mark_object_at(word) {
+            MarkAttempt::NotAnObject => None,
+            MarkAttempt::AlreadyMarked(base) => {
+                if let Some(c) = self.cache.as_deref_mut() {
+                    c.insert(base);
+                }
+                None
+            }
+            MarkAttempt::NewlyMarked(obj) => {
+                if let Some(c) = self.cache.as_deref_mut() {
+                    c.insert(obj.base);
+                }
+                Some(obj)
+            }
+        }
     }
     fn mark_unpublished_slot(&mut self, addr: usize) {
         heap::mark_slot(addr);
