@@ -17,7 +17,8 @@
 //! collection in the middle of a capture holds nothing the collector needs,
 //! and `fork` needs no handler:
 //!
-//! * **Sites** (`TRACES`): each distinct stack — up to [`MAX_FRAMES`] return
+//! * **Sites** (`TRACES`): each distinct stack — up to the configured depth
+//!   (`OOHGC_LEAK_BACKTRACE_DEPTH`, at most [`MAX_FRAMES`]) of return
 //!   addresses — is stored once, in a NORESERVE mapping, under a `u32` id
 //!   found through an open-addressing hash index; a new stack is published
 //!   by a compare-and-swap of its id into an empty index slot. When
@@ -38,12 +39,10 @@ use oohgc_allocator::GRANULE;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-/// Return addresses kept per allocation (after the capture's own frames).
-/// The walk costs time per frame (it is most of the capture's cost), and
-/// each kept frame usually expands to several printed ones once inlined
-/// calls are resolved; 16 covers the allocator's own frames and the
-/// program's frames the report prints.
-pub(crate) const MAX_FRAMES: usize = 16;
+/// Most return addresses kept per allocation (after the capture's own
+/// frames); the configured depth (`Config::leak_backtrace_depth`) is at
+/// most this.
+pub(crate) const MAX_FRAMES: usize = crate::config::MAX_LEAK_BACKTRACE_DEPTH;
 /// Distinct allocation stacks kept; later new ones are "table full".
 pub(crate) const MAX_SITES: usize = 1 << 18;
 /// Slots of the site hash index (a power of two, twice [`MAX_SITES`]).
@@ -76,6 +75,8 @@ static SHADOW: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 static TRACES: AtomicPtr<Frames> = AtomicPtr::new(std::ptr::null_mut());
 /// Hash index of [`TRACES`]: site ids, 0 = empty slot.
 static INDEX: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// Frames walked per capture (the configured depth).
+static DEPTH: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_LEAK_BACKTRACE_DEPTH);
 /// Next site id to hand out.
 static NEXT_SITE: AtomicU32 = AtomicU32::new(1);
 
@@ -85,10 +86,13 @@ thread_local! {
     static IN_CAPTURE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Turn capture on or off (from the configuration; the heap must be
-/// initialised). Turning it on the first time maps the tables; if the kernel
-/// refuses the address space, capture stays off and the reason is printed.
-pub(crate) fn configure(on: bool) {
+/// Turn capture on or off and set the frames walked per capture, `depth`
+/// (1..=[`MAX_FRAMES`], checked by the configuration), from the
+/// configuration; the heap must be initialised. Turning it on the first time
+/// maps the tables; if the kernel refuses the address space, capture stays
+/// off and the reason is printed.
+pub(crate) fn configure(on: bool, depth: usize) {
+    DEPTH.store(depth.clamp(1, MAX_FRAMES), Ordering::Relaxed);
     if !on {
         // A compare-and-swap, not a store: never go back to NEVER.
         let _ = STATE.compare_exchange(
@@ -272,6 +276,7 @@ extern "C" {
 struct CaptureState<'a> {
     frames: &'a mut Frames,
     len: usize,
+    depth: usize,
     skip: usize,
 }
 
@@ -290,7 +295,7 @@ extern "C" fn capture_frame(ctx: *mut UnwindContext, arg: *mut libc::c_void) -> 
     }
     st.frames[st.len] = ip;
     st.len += 1;
-    if st.len == MAX_FRAMES {
+    if st.len == st.depth {
         URC_END_OF_STACK
     } else {
         URC_NO_REASON
@@ -305,6 +310,7 @@ fn capture(frames: &mut Frames) {
     let mut st = CaptureState {
         frames,
         len: 0,
+        depth: DEPTH.load(Ordering::Relaxed),
         skip: 2,
     };
     // SAFETY: capture_frame matches the unwinder's callback ABI and only

@@ -16,6 +16,7 @@
 //! | `OOHGC_STATS` | one line per cycle on stderr | `0`, `1` | `0` |
 //! | `OOHGC_FIND_LEAKS` | report unreachable, never-freed `GcAllocator` blocks | `0`, `1` | `0` |
 //! | `OOHGC_LEAK_BACKTRACES` | with `OOHGC_FIND_LEAKS=1`, record where each `GcAllocator` block was allocated and show it under each leak (costs a stack walk per allocation); alone it does nothing | `0`, `1` | `0` |
+//! | `OOHGC_LEAK_BACKTRACE_DEPTH` | stack frames recorded per allocation (the walk's cost grows with it; the allocator's own entry frames count) | 1..=32 | 16 |
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
 //! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
@@ -72,6 +73,9 @@ pub struct Config {
     /// leak reports. Takes effect only together with `find_leaks` (it does
     /// not turn leak reports on by itself).
     pub leak_backtraces: bool,
+    /// Stack frames walked and kept per allocation when
+    /// `leak_backtraces` is on (1..=[`MAX_LEAK_BACKTRACE_DEPTH`]).
+    pub leak_backtrace_depth: usize,
     /// Collect automatically when the budget is spent.
     pub auto_collect: bool,
     /// Signal used to suspend threads.
@@ -92,6 +96,10 @@ pub const DEFAULT_MAX_HEAP: usize = 64 << 30;
 pub const DEFAULT_INITIAL_HEAP: usize = 8 << 20;
 /// Default free-space divisor.
 pub const DEFAULT_FREE_SPACE_DIVISOR: usize = 2;
+/// Default stack frames recorded per allocation for leak backtraces.
+pub const DEFAULT_LEAK_BACKTRACE_DEPTH: usize = 16;
+/// Most stack frames recorded per allocation for leak backtraces.
+pub const MAX_LEAK_BACKTRACE_DEPTH: usize = 32;
 
 impl Default for Config {
     fn default() -> Self {
@@ -156,6 +164,7 @@ const MAX_HEAP_ALLOWED: &str =
     "a size of at least 4M, with an optional K, M, G or T suffix (e.g. 512M)";
 const BOOL_ALLOWED: &str = "0 or 1";
 const DIVISOR_ALLOWED: &str = "a whole number from 1 to 100";
+const DEPTH_ALLOWED: &str = "a whole number from 1 to 32";
 const COLLECTOR_ALLOWED: &str = "on or off";
 const ENGINE_ALLOWED: &str = "async or sync";
 const DIRTY_ALLOWED: &str = "epml, spml, pagemap-scan, uffd, mprotect, soft-dirty, card, none";
@@ -176,6 +185,7 @@ impl Config {
             print_stats: false,
             find_leaks: false,
             leak_backtraces: false,
+            leak_backtrace_depth: DEFAULT_LEAK_BACKTRACE_DEPTH,
             auto_collect: true,
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
@@ -239,6 +249,13 @@ impl Config {
                     value: v,
                     allowed: DIVISOR_ALLOWED,
                 })?;
+        }
+        if let Some(v) = getenv(c"OOHGC_LEAK_BACKTRACE_DEPTH") {
+            c.leak_backtrace_depth = parse_depth(v).ok_or(RawConfigError {
+                setting: "OOHGC_LEAK_BACKTRACE_DEPTH",
+                value: v,
+                allowed: DEPTH_ALLOWED,
+            })?;
         }
         for (name, slot) in [
             (c"OOHGC_VERIFY", &mut c.verify),
@@ -364,6 +381,21 @@ impl Config {
         self
     }
 
+    /// Set the stack frames recorded per allocation for leak backtraces
+    /// (1..=[`MAX_LEAK_BACKTRACE_DEPTH`]). The stack walk, most of the cost
+    /// of recording, grows with it.
+    pub fn leak_backtrace_depth(mut self, frames: usize) -> Result<Config, ConfigError> {
+        if !(1..=MAX_LEAK_BACKTRACE_DEPTH).contains(&frames) {
+            return Err(ConfigError {
+                setting: "Config::leak_backtrace_depth",
+                value: frames.to_string(),
+                allowed: DEPTH_ALLOWED,
+            });
+        }
+        self.leak_backtrace_depth = frames;
+        Ok(self)
+    }
+
     /// Turn automatic collection on or off.
     pub fn auto_collect(mut self, on: bool) -> Config {
         self.auto_collect = on;
@@ -398,6 +430,12 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" => Some(false),
         _ => None,
     }
+}
+
+fn parse_depth(v: &str) -> Option<usize> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LEAK_BACKTRACE_DEPTH).contains(n))
 }
 
 fn parse_dirty(v: &str) -> Option<&'static str> {

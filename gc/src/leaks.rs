@@ -158,8 +158,9 @@ fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
         }
         if printed == 0 {
             crate::runtime::eprint_line(format_args!(
-                "oohgc:     (every recorded frame is inside the allocator: the site is deeper than {} frames)",
-                crate::alloc_sites::MAX_FRAMES
+                "oohgc:     (every recorded frame is inside the allocator: \
+                 raise OOHGC_LEAK_BACKTRACE_DEPTH, now {})",
+                crate::runtime::config().leak_backtrace_depth
             ));
         }
     });

@@ -144,7 +144,10 @@ fn init_heap() {
     oohgc_allocator::set_discard_hook(on_discard);
     oohgc_allocator::set_budget(cfg.initial_heap);
     oohgc_barriers::set_thread_exit_hook(on_thread_exit);
-    crate::alloc_sites::configure(cfg.find_leaks && cfg.leak_backtraces);
+    crate::alloc_sites::configure(
+        cfg.find_leaks && cfg.leak_backtraces,
+        cfg.leak_backtrace_depth,
+    );
     HEAP_STATE.store(READY, Ordering::Release);
 }
 
@@ -171,7 +174,10 @@ pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
     }
     let mut current = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
     *current = cfg;
-    crate::alloc_sites::configure(cfg.find_leaks && cfg.leak_backtraces);
+    crate::alloc_sites::configure(
+        cfg.find_leaks && cfg.leak_backtraces,
+        cfg.leak_backtrace_depth,
+    );
     drop(current);
     Ok(())
 }

@@ -49,6 +49,8 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
         ("OOHGC_STATS", "2", "0 or 1"),
         ("OOHGC_FIND_LEAKS", "true", "0 or 1"),
         ("OOHGC_LEAK_BACKTRACES", "on", "0 or 1"),
+        ("OOHGC_LEAK_BACKTRACE_DEPTH", "0", "1 to 32"),
+        ("OOHGC_LEAK_BACKTRACE_DEPTH", "33", "1 to 32"),
         ("OOHGC_COLLECTOR", "maybe", "on or off"),
         ("OOHGC_FREE_SPACE_DIVISOR", "0", "1 to 100"),
         ("OOHGC_INITIAL_HEAP", "-3", "K, M, G or T"),
@@ -121,6 +123,14 @@ fn leak_backtraces_default_off_and_builder_sets_it() {
     let on = c.find_leaks(true).leak_backtraces(true);
     assert!(on.leak_backtraces && on.find_leaks);
     assert!(!on.leak_backtraces(false).leak_backtraces);
+    assert_eq!(c.leak_backtrace_depth, 16);
+    assert_eq!(c.leak_backtrace_depth(4).unwrap().leak_backtrace_depth, 4);
+    let e = c.leak_backtrace_depth(0).unwrap_err().to_string();
+    assert!(
+        e.contains("Config::leak_backtrace_depth") && e.contains("1 to 32"),
+        "{e}"
+    );
+    assert!(c.leak_backtrace_depth(33).is_err());
 }
 
 /// Run by the children below: allocate 48 MiB of garbage with automatic

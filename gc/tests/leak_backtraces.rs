@@ -2,8 +2,9 @@
 //! `OOHGC_FIND_LEAKS=1`, or `Config::leak_backtraces`): a forgotten `Box`
 //! is reported with the function that allocated it; freed blocks leave no
 //! entry behind; with capture off there are no frames, and the summary says
-//! how to turn them on. Each scenario runs in a child process, since the
-//! settings are read when the heap starts.
+//! how to turn them on; the depth setting bounds the frames. Each scenario
+//! runs in a child process, since the settings are read when the heap
+//! starts.
 
 mod common;
 
@@ -142,6 +143,29 @@ fn forgotten_box_is_reported_with_its_allocating_function() {
         &[("OOHGC_FIND_LEAKS", "1"), ("OOHGC_LEAK_BACKTRACES", "1")],
     );
     assert_site_reported(&stdout, &stderr);
+}
+
+#[test]
+fn the_depth_setting_bounds_the_recorded_frames() {
+    if is_child() {
+        return leak_and_collect();
+    }
+    let (stdout, stderr) = child(
+        "the_depth_setting_bounds_the_recorded_frames",
+        &[
+            ("OOHGC_FIND_LEAKS", "1"),
+            ("OOHGC_LEAK_BACKTRACES", "1"),
+            ("OOHGC_LEAK_BACKTRACE_DEPTH", "3"),
+        ],
+    );
+    assert_site_reported(&stdout, &stderr);
+    // Three frames: the allocator's entry, the allocating function and its
+    // caller; the test harness, several frames further out, is not reached.
+    let frames = frames_under(&stderr, &stdout_value(&stdout, "FORGOTTEN "));
+    assert!(
+        !frames.iter().any(|f| f.contains("test::run_test")),
+        "frames beyond the depth of 3 were recorded:\n{stderr}"
+    );
 }
 
 #[test]
