@@ -56,10 +56,23 @@ use std::time::{Duration, Instant};
 /// allocating thread waits for the cycle to finish.
 pub const PACING_BUDGETS: usize = 2;
 /// At most this many precleaning rounds per cycle.
-pub const MAX_PRECLEAN_ROUNDS: u32 = 4;
+///
+/// The rule: precleaning repeats until a round finds fewer than
+/// [`PRECLEAN_ENOUGH_PAGES`] dirty pages, or the dirty set has not shrunk
+/// for [`PRECLEAN_PATIENCE`] rounds in a row (mutators dirty pages as fast
+/// as the collector re-scans them), or a mutator spent its pacing allowance,
+/// or this many rounds ran. Each round re-scans what the mutators dirtied
+/// during the previous one, so while re-scanning a page takes less time
+/// than the mutators take to dirty a new one, the dirty set shrinks
+/// geometrically and the final pause re-scans only the last, short round's
+/// pages.
+pub const MAX_PRECLEAN_ROUNDS: u32 = 8;
 /// Precleaning stops once a round finds fewer dirty pages than this: the
 /// final pause will re-scan them faster than another round would.
 pub const PRECLEAN_ENOUGH_PAGES: u64 = 256;
+/// Rounds in a row without the dirty set shrinking after which precleaning
+/// gives up (one such round is often noise: an allocation burst).
+pub const PRECLEAN_PATIENCE: u32 = 2;
 
 /// Everything a cycle needs, behind the cycle lock (one cycle at a time).
 struct Cycle {
@@ -370,6 +383,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // 3. Precleaning.
     let t2 = Instant::now();
     let mut last = u64::MAX;
+    let mut rounds_not_shrinking = 0;
     while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS
         && !HURRY.load(std::sync::atomic::Ordering::Acquire)
     {
@@ -381,7 +395,15 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         cs.preclean_dirty_pages += pages;
         cs.rescanned_objects += rescan_dirty(&mut m, &c.dirty);
         m.drain();
-        if pages < PRECLEAN_ENOUGH_PAGES || pages >= last {
+        if pages < PRECLEAN_ENOUGH_PAGES {
+            break;
+        }
+        rounds_not_shrinking = if pages >= last {
+            rounds_not_shrinking + 1
+        } else {
+            0
+        };
+        if rounds_not_shrinking >= PRECLEAN_PATIENCE {
             break;
         }
         last = pages;

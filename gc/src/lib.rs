@@ -44,7 +44,7 @@ mod weak;
 
 pub use collector::{
     collect, start_cycle, try_collect, wait_for_cycles, MAX_PRECLEAN_ROUNDS, PACING_BUDGETS,
-    PRECLEAN_ENOUGH_PAGES,
+    PRECLEAN_ENOUGH_PAGES, PRECLEAN_PATIENCE,
 };
 pub use config::{Config, ConfigError};
 pub use finalize::{finalizer_panics, run_finalizers};
