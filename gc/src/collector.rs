@@ -294,10 +294,15 @@ pub(crate) fn spawn_collector_thread() {
     }
     sh.thread_started = true;
     drop(sh);
-    std::thread::Builder::new()
-        .name("oohgc-collector".into())
-        .spawn(collector_thread)
-        .unwrap_or_else(|e| runtime::fatal(format_args!("cannot start the collector thread: {e}")));
+    // From `malloc`: the thread's handle, name and start packet are the
+    // collector's own memory, not the program's (leak reports would show
+    // them: nothing the stopped world holds points to them).
+    runtime::with_system_allocator(|| {
+        std::thread::Builder::new()
+            .name("oohgc-collector".into())
+            .spawn(collector_thread)
+    })
+    .unwrap_or_else(|e| runtime::fatal(format_args!("cannot start the collector thread: {e}")));
 }
 
 fn collector_thread() {

@@ -19,9 +19,11 @@
 //! No `Trace` derive and no root registration: stacks, registers,
 //! thread-locals, statics and every `GcAllocator` block are scanned
 //! conservatively. Modules: [`config`] (settings and `OOHGC_*` variables),
-//! `collector` (the cycle), `mark` (marking), `mark_cache` (the marked-base cache), `roots` (root discovery),
-//! `finalize` and `weak` (finalization, weak references), `verify` (the
-//! verifier), `leaks` (leak reports), [`stats`](mod@stats) (statistics).
+//! `collector` (the cycle), `mark` (marking), `mark_cache` (the
+//! marked-base cache), `roots` (root discovery), `finalize` and `weak`
+//! (finalization, weak references), `verify` (the verifier), `leaks` (leak
+//! reports), `alloc_sites` and `symbolize` (their allocation backtraces),
+//! [`stats`](mod@stats) (statistics).
 
 #![warn(missing_docs)]
 

@@ -97,3 +97,47 @@ fn leaks_are_reported_and_live_blocks_are_not() {
     }
     assert_eq!(live[2999], 0x22);
 }
+
+#[test]
+fn a_program_that_leaks_nothing_gets_an_empty_report() {
+    if !is_child() {
+        let out = run_in_child(
+            "a_program_that_leaks_nothing_gets_an_empty_report",
+            &[("OOHGC_FIND_LEAKS", "1"), ("OOHGC_LEAK_BACKTRACES", "1")],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("leak summary"), "no leak pass ran:\n{err}");
+        assert!(
+            !err.contains("oohgc: leak:"),
+            "blocks reported leaked in a program that frees everything:\n{err}"
+        );
+        return;
+    }
+    let mut held: Vec<Box<[u64; 8]>> = (0..1000).map(|i| Box::new([i; 8])).collect();
+    let map: std::collections::HashMap<u64, String> =
+        (0..500).map(|i| (i, format!("value {i}"))).collect();
+    // Threads that come and go, detached and joined, some allocating.
+    for i in 0..8 {
+        let h = std::thread::spawn(move || {
+            if i % 2 == 0 {
+                black_box(vec![i; 100]);
+            }
+        });
+        if i % 3 == 0 {
+            drop(h);
+        } else {
+            h.join().unwrap();
+        }
+    }
+    // Concurrent cycles (the collector thread's own blocks must not show
+    // up) and blocking ones.
+    oohgc::start_cycle();
+    oohgc::wait_for_cycles(1);
+    for _ in 0..3 {
+        oohgc::collect();
+    }
+    held.truncate(10);
+    assert_eq!(held[9][0], 9);
+    assert_eq!(map[&499], "value 499");
+}
