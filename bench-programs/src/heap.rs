@@ -259,6 +259,14 @@ pub trait Heap {
     /// The collector's figures so far.
     fn figures(&self) -> CollectorFigures;
 
+    /// Sleep for `d` (a workload holding its rate). A collector with a
+    /// blocking-region API gets the sleep declared as one, as a program
+    /// would around a long wait, so stopping the world does not have to
+    /// wake the sleeper.
+    fn idle(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+
     /// Count one unit of non-allocating work for the stall meter.
     #[inline]
     fn tick(&mut self) {

@@ -36,6 +36,10 @@ mod ffi {
         pub fn GC_malloc(bytes: usize) -> *mut c_void;
         pub fn GC_malloc_atomic(bytes: usize) -> *mut c_void;
         pub fn GC_gcollect();
+        pub fn GC_do_blocking(
+            f: extern "C" fn(*mut c_void) -> *mut c_void,
+            client_data: *mut c_void,
+        ) -> *mut c_void;
         pub fn GC_enable_incremental();
         pub fn GC_is_incremental_mode() -> c_int;
         pub fn GC_get_gc_no() -> usize;
@@ -187,6 +191,20 @@ impl Heap for BdwgcHeap {
         self.raw_alloc(bytes, true)
     }
     fn free_data_bytes(&mut self, _ptr: NonNull<u8>, _bytes: usize) {}
+    fn idle(&mut self, d: std::time::Duration) {
+        #[cfg(have_bdwgc)]
+        {
+            extern "C" fn sleep_for(nanos: *mut std::os::raw::c_void) -> *mut std::os::raw::c_void {
+                std::thread::sleep(std::time::Duration::from_nanos(nanos as u64));
+                std::ptr::null_mut()
+            }
+            // SAFETY: bdwgc is initialised; the callback touches no
+            // collected memory (the argument is a number, not a pointer).
+            unsafe { ffi::GC_do_blocking(sleep_for, d.as_nanos() as u64 as usize as *mut _) };
+        }
+        #[cfg(not(have_bdwgc))]
+        std::thread::sleep(d);
+    }
     fn collect(&mut self) {
         #[cfg(have_bdwgc)]
         // SAFETY: bdwgc was initialised in `open`.

@@ -72,6 +72,9 @@ impl Heap for OohgcHeap {
         oohgc::alloc_noscan(data_layout(bytes))
     }
     fn free_data_bytes(&mut self, _ptr: NonNull<u8>, _bytes: usize) {}
+    fn idle(&mut self, d: std::time::Duration) {
+        oohgc::blocking(|| std::thread::sleep(d));
+    }
     fn write_barrier(&self, slot: *const u8) {
         oohgc::write_barrier(slot);
     }
