@@ -106,10 +106,9 @@ fn init_locked(config: HeapConfig) -> Result<(), HeapError> {
         errno,
     })?;
     let table = |what: &'static str, bytes: usize| {
-        let t =
-            os::map_metadata(bytes).map_err(|errno| HeapError::MapFailed { what, bytes, errno })?;
-        os::advise_huge(t, bytes);
-        Ok(t)
+        // No MADV_HUGEPAGE here (see os.rs): a huge-page fault on a side
+        // table can stall the allocating thread for milliseconds.
+        os::map_metadata(bytes).map_err(|errno| HeapError::MapFailed { what, bytes, errno })
     };
     let page_head = table("page map", pages * 4)?;
     let spans = table("span table", pages * core::mem::size_of::<SpanMeta>())?;

@@ -21,8 +21,8 @@
 //! - `find_object`, `try_mark`, `is_marked`, `for_each_object*` and
 //!   `for_each_chunk` are lock-free and never allocate; they tolerate threads
 //!   stopped anywhere, including inside `alloc`/`free`.
-//! - Mark and allocation bits are side-table bytes outside the reservation;
-//!   the side tables get `MADV_HUGEPAGE` advice (object memory never does).
+//! - Mark and allocation bits are side-table bytes outside the reservation,
+//!   in ordinary pages (no `MADV_HUGEPAGE`: see `os.rs`).
 //! - `sweep` returns pages that stayed free through two sweeps to the OS with
 //!   `MADV_DONTNEED`; nothing else returns memory. Spans that empty out while
 //!   owned by a thread cache go back to the pool when their owner next refills

@@ -35,16 +35,14 @@ fn map(bytes: usize, prot: i32) -> Result<usize, i32> {
     }
 }
 
-/// Asks for transparent huge pages on a side table (advice only: ignored when
-/// THP is off). Side tables are hot and sparse per 4 KiB page, so huge pages
-/// save TLB misses on every alloc/free; object memory never gets this advice
-/// (dirty tracking works per 4 KiB page).
-pub(crate) fn advise_huge(start: usize, len: usize) {
-    // SAFETY: advice on our own fresh anonymous mapping.
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-    }
-}
+// Side tables get no `MADV_HUGEPAGE` advice. They once did (fewer TLB
+// misses on alloc/free), but with the kernel's default THP defrag setting
+// (`madvise`) a first touch of an advised 2 MiB region compacts memory
+// synchronously: the allocating thread sat in the kernel for 2-8 ms,
+// unable to take the collector's suspend signal, and that became the
+// longest pause of a concurrent cycle (GCBench, epml: stop-the-world
+// requests waiting 3-8 ms, once a run; none in 20 runs without the
+// advice, and no measurable change in run time).
 
 /// Makes `[start, start+len)` of the reservation readable and writable.
 pub(crate) fn commit(start: usize, len: usize) -> Result<(), i32> {
