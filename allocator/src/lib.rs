@@ -66,7 +66,10 @@ pub use heap::{heap_bounds, init, is_initialized, set_max_heap};
 pub use lock::{fork_acquire, fork_release, lock, HeapGuard};
 pub use mark::{clear_marks, is_marked, set_allocate_black, try_mark};
 pub use object::{MarkAttempt, ObjectInfo, ObjectKind};
-pub use object_map::{find_object, for_each_object, for_each_object_in, mark_object_at, mark_slot};
+pub use object_map::{
+    find_object, for_each_marked_scanned_object_in, for_each_object, for_each_object_in,
+    mark_object_at, mark_slot,
+};
 pub use page_pool::{for_each_chunk, set_chunk_hook, set_discard_hook};
 pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{committed_bytes, stats, HeapStats};

@@ -176,6 +176,49 @@ pub(crate) fn for_each_span(
     }
 }
 
+/// Calls `f` for every allocated object overlapping `[start, end)` whose
+/// mark is set and whose contents are scanned (not `ManagedNoScan`): what
+/// the collector re-scans on a dirty page. As [`for_each_object_in`] with
+/// those filters, reading each slot's mark byte from the span layout
+/// already in hand instead of looking the object up again.
+pub fn for_each_marked_scanned_object_in(start: usize, end: usize, f: &mut dyn FnMut(ObjectInfo)) {
+    let l = layout();
+    if !is_initialized() || end <= start {
+        return;
+    }
+    let start = start.max(l.lo);
+    let end = end.min(l.hi);
+    if end <= start {
+        return;
+    }
+    let first = l.page_of(start);
+    let last = l.page_of(end - 1);
+    for_each_span(first, last, &mut |span, v, gen| {
+        if v.kind == ObjectKind::ManagedNoScan {
+            return;
+        }
+        let lo = start.max(v.start);
+        let hi = end.min(v.end());
+        if hi <= lo {
+            return;
+        }
+        let from = v.slot_of(lo);
+        let to = (v.slot_of(hi - 1) + 1).min(v.slots);
+        for slot in from..to {
+            if l.mark_byte(v.head, slot).load(Ordering::Relaxed) != 0
+                && l.alloc_byte(v.head, slot).load(Ordering::Acquire) == 1
+                && span.unchanged(gen)
+            {
+                f(ObjectInfo {
+                    base: v.slot_addr(slot),
+                    size: v.obj_size,
+                    kind: v.kind,
+                });
+            }
+        }
+    });
+}
+
 /// Reports the allocated slots of `v` in slot range `[from, to)`.
 fn report_slots(
     span: &SpanMeta,

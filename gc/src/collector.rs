@@ -504,10 +504,7 @@ fn harvest(
 fn rescan_dirty(m: &mut Marker<'_, HeapMarks<'_>>, dirty: &RawVec<(usize, usize)>) -> u64 {
     let mut objects = 0;
     for &(s, e) in dirty.iter() {
-        heap::for_each_object_in(s, e, &mut |o| {
-            if o.kind == heap::ObjectKind::ManagedNoScan || !heap::is_marked(o.base) {
-                return;
-            }
+        heap::for_each_marked_scanned_object_in(s, e, &mut |o| {
             objects += 1;
             m.scan_range(o.base.max(s), (o.base + o.size).min(e));
         });
