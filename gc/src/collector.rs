@@ -36,9 +36,10 @@
 //! when `max(initial_heap, live / free_space_divisor)` bytes have been
 //! allocated since the last one; the heap grows only as allocation between
 //! cycles needs. **Pacing**: if mutators allocate [`PACING_BUDGETS`]
-//! budgets' worth while a concurrent cycle runs, the cycle skips the rest of
-//! its precleaning and the thread that crossed the line waits for the final
-//! pause (in a blocking region, so it does not delay the pause).
+//! budgets' worth while a concurrent cycle runs, the thread that crossed the
+//! line waits for the cycle's end (in a blocking region, so it does not
+//! delay the pause) and the cycle runs one more precleaning round (which
+//! re-scans what that thread dirtied) before its final pause.
 
 use crate::mark::{HeapMarks, MarkStack, Marker};
 use crate::mark_cache::MarkCache;
@@ -60,8 +61,9 @@ pub const PACING_BUDGETS: usize = 2;
 /// The rule: precleaning repeats until a round finds fewer than
 /// [`PRECLEAN_ENOUGH_PAGES`] dirty pages, or the dirty set has not shrunk
 /// for [`PRECLEAN_PATIENCE`] rounds in a row (mutators dirty pages as fast
-/// as the collector re-scans them), or a mutator spent its pacing allowance,
-/// or this many rounds ran. Each round re-scans what the mutators dirtied
+/// as the collector re-scans them), or this many rounds ran; once a mutator
+/// has spent its pacing allowance (and waits for the cycle), one more round
+/// runs and then the final pause. Each round re-scans what the mutators dirtied
 /// during the previous one, so while re-scanning a page takes less time
 /// than the mutators take to dirty a new one, the dirty set shrinks
 /// geometrically and the final pause re-scans only the last, short round's
@@ -106,8 +108,8 @@ static SHARED: Mutex<Shared> = Mutex::new(Shared {
     thread_started: false,
 });
 static WAKE_COLLECTOR: Condvar = Condvar::new();
-/// Set by a mutator that spent its pacing allowance: the running cycle skips
-/// the rest of its precleaning and goes to the final pause.
+/// Set by a mutator that spent its pacing allowance: the running cycle runs
+/// one more precleaning round and goes to the final pause.
 static HURRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CYCLE_DONE: Condvar = Condvar::new();
 
@@ -359,7 +361,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     heap::set_allocate_black(true);
     // Pacing: PACING_BUDGETS budgets' worth of allocation during the cycle
     // makes the allocating thread wait for the cycle's end (and the cycle
-    // skip its remaining precleaning).
+    // finish its precleaning after one more round).
     HURRY.store(false, std::sync::atomic::Ordering::Release);
     heap::reset_allocation_counter();
     heap::set_budget(PACING_BUDGETS * next_budget(&cfg, runtime::live_estimate()));
@@ -389,9 +391,11 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     let t2 = Instant::now();
     let mut last = u64::MAX;
     let mut rounds_not_shrinking = 0;
-    while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS
-        && !HURRY.load(std::sync::atomic::Ordering::Acquire)
-    {
+    while cs.preclean_rounds < MAX_PRECLEAN_ROUNDS {
+        // A thread that spent its pacing allowance is parked until the
+        // cycle ends: one more round re-scans what it dirtied before it
+        // stopped, so the final pause does not have to.
+        let hurry = HURRY.load(std::sync::atomic::Ordering::Acquire);
         let pages = match harvest(src, &mut c.dirty) {
             Ok(p) => p,
             Err(()) => break,
@@ -400,7 +404,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         cs.preclean_dirty_pages += pages;
         cs.rescanned_objects += rescan_dirty(&mut m, &c.dirty);
         m.drain();
-        if pages < PRECLEAN_ENOUGH_PAGES {
+        if pages < PRECLEAN_ENOUGH_PAGES || hurry {
             break;
         }
         rounds_not_shrinking = if pages >= last {
