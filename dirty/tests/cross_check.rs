@@ -1,6 +1,8 @@
 //! `CrossCheck`: a deliberately lossy primary must be caught (counted in
 //! `Count` mode, abort naming the page and both sources in `Strict` mode);
 //! real pairs of sources under random concurrent writers must find nothing;
+//! a write the secondary recorded that lands after the last harvest is not
+//! a miss;
 //! two userfaultfd sources on one range are refused with a clear error.
 
 mod common;
@@ -237,4 +239,90 @@ fn two_userfaultfd_sources_on_one_range_are_refused_clearly() {
     let alone = oohgc_dirty::open("uffd").unwrap();
     alone.track(m.range).unwrap();
     alone.untrack(m.range).unwrap();
+}
+
+/// A source whose harvests report scripted pages: the `n`th harvest
+/// reports `script[n]` (nothing once the script runs out).
+struct Scripted {
+    script: Vec<Vec<usize>>,
+    calls: Mutex<usize>,
+}
+
+impl DirtySource for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn track(&self, _range: PageRange) -> Result<(), DirtyError> {
+        Ok(())
+    }
+    fn untrack(&self, _range: PageRange) -> Result<(), DirtyError> {
+        Ok(())
+    }
+    fn arm(&self) -> Result<(), DirtyError> {
+        Ok(())
+    }
+    fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
+        let mut calls = self.calls.lock().unwrap();
+        if let Some(pages) = self.script.get(*calls) {
+            for &p in pages {
+                sink(PageRange::new(p, PAGE_SIZE).unwrap());
+            }
+        }
+        *calls += 1;
+        Ok(())
+    }
+    fn disarm(&self) -> Result<(), DirtyError> {
+        Ok(())
+    }
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+}
+
+fn scripted(script: Vec<Vec<usize>>) -> Box<dyn DirtySource> {
+    Box::new(Scripted {
+        script,
+        calls: Mutex::new(0),
+    })
+}
+
+#[test]
+fn a_write_landing_after_the_last_harvest_is_not_a_false_negative() {
+    const PAGE: usize = 0x7000_0000_0000;
+    // The secondary records the write at the last harvest (mprotect does, in
+    // its fault handler, before the store runs); the primary sees it only
+    // on the harvest after, when the store has landed.
+    let late = CrossCheck::with_mode(
+        scripted(vec![vec![], vec![PAGE]]),
+        scripted(vec![vec![PAGE]]),
+        Mode::Count,
+    );
+    late.arm().unwrap();
+    late.harvest(&mut |_| {}).unwrap();
+    late.disarm().unwrap();
+    assert_eq!(
+        late.false_negatives(),
+        0,
+        "a late write was counted as missed"
+    );
+
+    // A primary that never reports the page is still caught, after the wait.
+    let lost = CrossCheck::with_mode(
+        scripted(vec![vec![]]),
+        scripted(vec![vec![PAGE]]),
+        Mode::Count,
+    );
+    lost.arm().unwrap();
+    lost.harvest(&mut |_| {}).unwrap();
+    let t = Instant::now();
+    lost.disarm().unwrap();
+    assert_eq!(
+        lost.false_negatives(),
+        1,
+        "a page the primary never reported"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(oohgc_dirty::cross_check::LATE_WRITE_WAIT_MS),
+        "the verdict came before the wait for late writes"
+    );
 }
