@@ -183,28 +183,11 @@ pub(crate) fn for_each_span(
 /// already in hand instead of looking the object up again.
 pub fn for_each_marked_scanned_object_in(start: usize, end: usize, f: &mut dyn FnMut(ObjectInfo)) {
     let l = layout();
-    if !is_initialized() || end <= start {
-        return;
-    }
-    let start = start.max(l.lo);
-    let end = end.min(l.hi);
-    if end <= start {
-        return;
-    }
-    let first = l.page_of(start);
-    let last = l.page_of(end - 1);
-    for_each_span(first, last, &mut |span, v, gen| {
+    for_each_slot_range_in(start, end, &mut |span, v, gen, from, to| {
         if v.kind == ObjectKind::ManagedNoScan {
             return;
         }
-        let lo = start.max(v.start);
-        let hi = end.min(v.end());
-        if hi <= lo {
-            return;
-        }
-        let from = v.slot_of(lo);
-        let to = (v.slot_of(hi - 1) + 1).min(v.slots);
-        for slot in from..to {
+        for slot in from..to.min(v.slots) {
             if l.mark_byte(v.head, slot).load(Ordering::Relaxed) != 0
                 && l.alloc_byte(v.head, slot).load(Ordering::Acquire) == 1
                 && span.unchanged(gen)
@@ -215,6 +198,32 @@ pub fn for_each_marked_scanned_object_in(start: usize, end: usize, f: &mut dyn F
                     kind: v.kind,
                 });
             }
+        }
+    });
+}
+
+/// Calls `f(span, view, gen, from, to)` for every span overlapping
+/// `[start, end)` with the range of its slots that overlap it (`to` may
+/// exceed the span's slot count in its tail).
+fn for_each_slot_range_in(
+    start: usize,
+    end: usize,
+    f: &mut dyn FnMut(&SpanMeta, &SpanView, u32, usize, usize),
+) {
+    let l = layout();
+    if !is_initialized() || end <= start {
+        return;
+    }
+    let start = start.max(l.lo);
+    let end = end.min(l.hi);
+    if end <= start {
+        return;
+    }
+    for_each_span(l.page_of(start), l.page_of(end - 1), &mut |span, v, gen| {
+        let lo = start.max(v.start);
+        let hi = end.min(v.end());
+        if hi > lo {
+            f(span, &v, gen, v.slot_of(lo), v.slot_of(hi - 1) + 1);
         }
     });
 }
@@ -258,25 +267,7 @@ pub fn for_each_object(kind: Option<ObjectKind>, f: &mut dyn FnMut(ObjectInfo)) 
 /// Calls `f` for every allocated object overlapping `[start, end)`. Cost is
 /// proportional to the range (plus the span covering `start`).
 pub fn for_each_object_in(start: usize, end: usize, f: &mut dyn FnMut(ObjectInfo)) {
-    let l = layout();
-    if !is_initialized() || end <= start {
-        return;
-    }
-    let start = start.max(l.lo);
-    let end = end.min(l.hi);
-    if end <= start {
-        return;
-    }
-    let first = l.page_of(start);
-    let last = l.page_of(end - 1);
-    for_each_span(first, last, &mut |span, v, gen| {
-        let lo = start.max(v.start);
-        let hi = end.min(v.end());
-        if hi <= lo {
-            return;
-        }
-        let from = v.slot_of(lo);
-        let to = v.slot_of(hi - 1) + 1;
-        report_slots(span, &v, gen, from, to, None, f)
+    for_each_slot_range_in(start, end, &mut |span, v, gen, from, to| {
+        report_slots(span, v, gen, from, to, None, f)
     });
 }

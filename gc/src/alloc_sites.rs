@@ -131,11 +131,11 @@ fn map_tables() -> Result<(), &'static str> {
         return Err("the heap is not initialised");
     }
     let granules = (hi - lo) / GRANULE;
-    let shadow = map_noreserve(granules * std::mem::size_of::<u32>())
+    let shadow = crate::raw_memory::map_noreserve(granules * std::mem::size_of::<u32>())
         .ok_or("mmap of the block table failed")?;
-    let traces = map_noreserve(MAX_SITES * std::mem::size_of::<Frames>())
+    let traces = crate::raw_memory::map_noreserve(MAX_SITES * std::mem::size_of::<Frames>())
         .ok_or("mmap of the site table failed")?;
-    let index = map_noreserve(INDEX_SLOTS * std::mem::size_of::<u32>())
+    let index = crate::raw_memory::map_noreserve(INDEX_SLOTS * std::mem::size_of::<u32>())
         .ok_or("mmap of the site index failed")?;
     HEAP_LO.store(lo, Ordering::Release);
     SHADOW_LEN.store(granules, Ordering::Release);
@@ -143,22 +143,6 @@ fn map_tables() -> Result<(), &'static str> {
     INDEX.store(index.cast(), Ordering::Release);
     SHADOW.store(shadow.cast(), Ordering::Release);
     Ok(())
-}
-
-/// Zero-filled, lazily backed memory that never comes from the heap.
-fn map_noreserve(bytes: usize) -> Option<*mut u8> {
-    // SAFETY: an anonymous private NORESERVE mapping of our own, never unmapped.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    (p != libc::MAP_FAILED).then_some(p.cast())
 }
 
 /// The shadow slot of heap block `base`, if the tables exist and cover it.

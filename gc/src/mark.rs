@@ -15,6 +15,7 @@
 //! race in Rust's memory model.
 
 use crate::mark_cache::MarkCache;
+use crate::raw_memory;
 use oohgc_allocator::{self as heap, MarkAttempt, ObjectInfo, ObjectKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -65,23 +66,11 @@ impl MarkStack {
     /// A stack of `capacity` entries (small ones exercise overflow recovery).
     pub(crate) fn with_capacity(capacity: usize) -> MarkStack {
         let bytes = capacity * std::mem::size_of::<Entry>();
-        // SAFETY: an anonymous private mapping; NORESERVE so that only the
-        // touched part costs memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let Some(p) = raw_memory::map_noreserve(bytes) else {
             crate::runtime::fatal(format_args!(
                 "cannot reserve {bytes} bytes for the mark stack"
             ));
-        }
+        };
         MarkStack {
             entries: p.cast(),
             len: 0,
@@ -122,9 +111,9 @@ impl MarkStack {
 
 impl Drop for MarkStack {
     fn drop(&mut self) {
-        // SAFETY: unmapping our own reservation.
+        // SAFETY: our own mapping, dropped with the stack.
         unsafe {
-            libc::munmap(
+            raw_memory::unmap(
                 self.entries.cast(),
                 self.capacity * std::mem::size_of::<Entry>(),
             )

@@ -45,22 +45,7 @@ impl MarkCache {
         if words == 0 {
             return None;
         }
-        let bytes = words * 8;
-        // SAFETY: an anonymous private mapping, NORESERVE: only the words
-        // touched use memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
+        let p = crate::raw_memory::map_noreserve(words * 8)?;
         Some(MarkCache {
             bits: p.cast(),
             words,
@@ -121,7 +106,7 @@ impl MarkCache {
 
 impl Drop for MarkCache {
     fn drop(&mut self) {
-        // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(self.bits.cast(), self.words * 8) };
+        // SAFETY: our own mapping, dropped with the cache.
+        unsafe { crate::raw_memory::unmap(self.bits.cast(), self.words * 8) };
     }
 }

@@ -26,20 +26,9 @@ impl VisitBitmap {
         let (lo, hi) = heap::heap_bounds();
         let bits = (hi - lo) / GRANULE;
         let bytes = (bits.div_ceil(64) * 8).max(4096);
-        // SAFETY: an anonymous NORESERVE mapping of our own.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let Some(p) = crate::raw_memory::map_noreserve(bytes) else {
             crate::runtime::fatal(format_args!("verifier: cannot map a {bytes}-byte bitmap"));
-        }
+        };
         VisitBitmap {
             words: p.cast(),
             bytes,
@@ -77,7 +66,7 @@ impl MarkSet for &mut VisitBitmap {
 impl Drop for VisitBitmap {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(self.words.cast(), self.bytes) };
+        unsafe { crate::raw_memory::unmap(self.words.cast(), self.bytes) };
     }
 }
 
