@@ -187,6 +187,8 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     heap::clear_marks();
     cs.arm_ns = ns(t0.elapsed());
 
+    // Whether the helper marker can join this pause (see parallel_mark).
+    let parallel = crate::parallel_mark::prepare();
     let mut fin = finalize::lock_table();
     let mut weak_guard = weak::lock_table();
     let heap_guard = heap::lock();
@@ -200,6 +202,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
         roots::scan_threads(&mut m, &world);
         roots::scan_global_roots(&mut m, &c.statics);
         roots::mark_manual_objects(&mut m);
+        crate::parallel_mark::drain(&mut m, parallel);
         finish_marking(&mut m, &mut fin, &mut weak_guard, &mut cs);
     }
     let p2 = Instant::now();

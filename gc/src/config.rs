@@ -18,6 +18,7 @@
 //! | `OOHGC_LEAK_BACKTRACES` | with `OOHGC_FIND_LEAKS=1`, record where each `GcAllocator` block was allocated and show it under each leak (costs a stack walk per allocation); alone it does nothing | `0`, `1` | `0` |
 //! | `OOHGC_LEAK_BACKTRACE_DEPTH` | stack frames recorded per allocation (the walk's cost grows with it; the allocator's own entry frames count) | 1..=32 | 16 |
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
+//! | `OOHGC_PARALLEL_MARK` | a helper thread marks beside the collecting thread in stop-the-world pauses (when the machine has 2+ CPUs) | `0`, `1` | `1` |
 //! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
 
@@ -78,6 +79,9 @@ pub struct Config {
     pub leak_backtrace_depth: usize,
     /// Collect automatically when the budget is spent.
     pub auto_collect: bool,
+    /// Mark with a helper thread during stop-the-world pauses (on machines
+    /// with two or more CPUs).
+    pub parallel_mark: bool,
     /// Signal used to suspend threads.
     pub suspend_signal: i32,
     /// Signal used to restart threads.
@@ -187,6 +191,7 @@ impl Config {
             leak_backtraces: false,
             leak_backtrace_depth: DEFAULT_LEAK_BACKTRACE_DEPTH,
             auto_collect: true,
+            parallel_mark: true,
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
             cross_check: None,
@@ -262,6 +267,7 @@ impl Config {
             (c"OOHGC_STATS", &mut c.print_stats),
             (c"OOHGC_FIND_LEAKS", &mut c.find_leaks),
             (c"OOHGC_LEAK_BACKTRACES", &mut c.leak_backtraces),
+            (c"OOHGC_PARALLEL_MARK", &mut c.parallel_mark),
         ] {
             if let Some(v) = getenv(name) {
                 *slot = parse_bool(v).ok_or(RawConfigError {
@@ -363,6 +369,12 @@ impl Config {
     /// Turn per-cycle stderr output on or off.
     pub fn print_stats(mut self, on: bool) -> Config {
         self.print_stats = on;
+        self
+    }
+
+    /// Mark with a helper thread in stop-the-world pauses, or not.
+    pub fn parallel_mark(mut self, on: bool) -> Config {
+        self.parallel_mark = on;
         self
     }
 

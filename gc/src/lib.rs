@@ -37,6 +37,7 @@ mod global_alloc;
 mod leaks;
 mod mark;
 mod mark_cache;
+mod parallel_mark;
 mod raw_memory;
 mod roots;
 mod runtime;

@@ -17,11 +17,12 @@
 use crate::mark_cache::MarkCache;
 use crate::raw_memory;
 use oohgc_allocator::{self as heap, MarkAttempt, ObjectInfo, ObjectKind};
+use oohgc_dirty::raw_vec::RawVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One pending object: its base and size.
 #[derive(Clone, Copy)]
-struct Entry {
+pub(crate) struct Entry {
     base: usize,
     size: usize,
 }
@@ -100,6 +101,32 @@ impl MarkStack {
         Some(unsafe { self.entries.add(self.len).read() })
     }
 
+    /// Entries on the stack.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Move the `n` oldest entries (the bottom of the stack: in a depth-first
+    /// mark, the roots of the largest unexplored parts) to `out`.
+    pub(crate) fn take_bottom(&mut self, n: usize, out: &mut RawVec<Entry>) {
+        let n = n.min(self.len);
+        for i in 0..n {
+            // SAFETY: i < n <= len: written entries.
+            out.push(unsafe { self.entries.add(i).read() });
+        }
+        // SAFETY: both ranges lie in the written part of the reservation;
+        // `copy` handles the overlap.
+        unsafe { std::ptr::copy(self.entries.add(n), self.entries, self.len - n) };
+        self.len -= n;
+    }
+
+    /// Push entries taken from another marker.
+    pub(crate) fn push_all(&mut self, entries: &[Entry]) {
+        for &e in entries {
+            self.push(e);
+        }
+    }
+
     /// Give the touched part of the stack back to the OS after a cycle.
     pub(crate) fn release_memory(&mut self) {
         debug_assert_eq!(self.len, 0);
@@ -156,8 +183,9 @@ pub(crate) trait MarkSet {
 
 /// The heap's own side-table mark bits, with the marked-base cache in front
 /// of them (see `mark_cache`).
+#[derive(Clone, Copy)]
 pub(crate) struct HeapMarks<'c> {
-    cache: Option<&'c mut MarkCache>,
+    cache: Option<&'c MarkCache>,
 }
 
 impl<'c> HeapMarks<'c> {
@@ -168,11 +196,29 @@ impl<'c> HeapMarks<'c> {
             let (lo, hi) = heap::heap_bounds();
             *cache = MarkCache::new(lo, hi);
         }
-        let mut cache = cache.as_mut();
-        if let Some(c) = cache.as_deref_mut() {
+        if let Some(c) = cache.as_mut() {
             c.clear();
         }
-        HeapMarks { cache }
+        HeapMarks {
+            cache: cache.as_ref(),
+        }
+    }
+
+    /// The cache, for a marker on another thread (`parallel_mark`).
+    pub(crate) fn cache_ptr(&self) -> Option<*const MarkCache> {
+        self.cache.map(|c| c as *const MarkCache)
+    }
+
+    /// The heap's marks over the cache `cache_ptr` returned.
+    ///
+    /// # Safety
+    /// The cache must stay alive, and not be cleared, while the result is
+    /// used.
+    pub(crate) unsafe fn from_cache_ptr(cache: Option<*const MarkCache>) -> HeapMarks<'static> {
+        HeapMarks {
+            // SAFETY: per the contract, the cache outlives the use.
+            cache: cache.map(|c| unsafe { &*c }),
+        }
     }
 }
 
@@ -187,19 +233,19 @@ impl MarkSet for HeapMarks<'_> {
     }
     #[inline]
     fn mark_target(&mut self, word: usize) -> Option<ObjectInfo> {
-        if self.cache.as_deref().is_some_and(|c| c.contains(word)) {
+        if self.cache.is_some_and(|c| c.contains(word)) {
             return None;
         }
         match heap::mark_object_at(word) {
             MarkAttempt::NotAnObject => None,
             MarkAttempt::AlreadyMarked(base) => {
-                if let Some(c) = self.cache.as_deref_mut() {
+                if let Some(c) = self.cache {
                     c.insert(base);
                 }
                 None
             }
             MarkAttempt::NewlyMarked(obj) => {
-                if let Some(c) = self.cache.as_deref_mut() {
+                if let Some(c) = self.cache {
                     c.insert(obj.base);
                 }
                 Some(obj)
@@ -217,6 +263,8 @@ pub(crate) struct Marker<'a, M: MarkSet> {
     marks: M,
     lo: usize,
     hi: usize,
+    /// Set for a parallel drain: hand work to an idle marker.
+    sharing: bool,
     /// What this pass did.
     pub counts: MarkCounts,
 }
@@ -230,8 +278,19 @@ impl<'a, M: MarkSet> Marker<'a, M> {
             marks,
             lo,
             hi,
+            sharing: false,
             counts: MarkCounts::default(),
         }
+    }
+
+    /// Turn work sharing (`parallel_mark`) on or off for [`Marker::drain`].
+    pub(crate) fn set_sharing(&mut self, on: bool) {
+        self.sharing = on;
+    }
+
+    /// The mark stack (for `parallel_mark`'s hand-offs).
+    pub(crate) fn stack_mut(&mut self) -> &mut MarkStack {
+        self.stack
     }
 
     /// The mark set (for the verifier's comparison).
@@ -336,6 +395,9 @@ impl<'a, M: MarkSet> Marker<'a, M> {
             head = (head + 1) % PREFETCH_DISTANCE;
             len -= 1;
             self.scan_range(e.base, e.base + e.size);
+            if self.sharing {
+                crate::parallel_mark::offer_work(self.stack);
+            }
         }
     }
 

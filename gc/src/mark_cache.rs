@@ -16,10 +16,13 @@
 //! marking starts, after `clear_marks`, and marks are not cleared again
 //! until the next cycle: a slot freed after it was marked keeps its mark,
 //! and an object allocated in it before the cycle ends is allocated black.
-//! Only the marking thread (one at a time, under the cycle lock) reads or
-//! writes it, so plain relaxed loads and stores suffice.
+//! Only markers write it (one cycle at a time, under the cycle lock; the
+//! parallel drain's helper shares it). Bits are set with a relaxed load
+//! and store: two markers racing on one word may lose one of the two bits,
+//! which only sends a later lookup the long way; nothing clears a bit
+//! while markers run, so a lost update can never bring back a stale one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Heap bytes per bit (the allocator's granule: no two objects start in one).
 const GRANULE_SHIFT: u32 = 4;
@@ -29,13 +32,15 @@ pub(crate) struct MarkCache {
     bits: *mut AtomicU64,
     words: usize,
     lo: usize,
-    touched_lo: usize,
-    touched_hi: usize,
+    touched_lo: AtomicUsize,
+    touched_hi: AtomicUsize,
 }
 
-// SAFETY: the bitmap is owned by the cache; only the thread holding the
-// cycle lock uses it.
+// SAFETY: the bitmap is owned by the cache and only accessed through
+// atomics; see the module documentation for who writes it.
 unsafe impl Send for MarkCache {}
+// SAFETY: as above.
+unsafe impl Sync for MarkCache {}
 
 impl MarkCache {
     /// A cache for heap addresses `[lo, hi)`, or None if the address space
@@ -50,8 +55,8 @@ impl MarkCache {
             bits: p.cast(),
             words,
             lo,
-            touched_lo: usize::MAX,
-            touched_hi: 0,
+            touched_lo: AtomicUsize::new(usize::MAX),
+            touched_hi: AtomicUsize::new(0),
         })
     }
 
@@ -77,30 +82,30 @@ impl MarkCache {
 
     /// Record that the object whose base is `base` is marked.
     #[inline(always)]
-    pub(crate) fn insert(&mut self, base: usize) {
+    pub(crate) fn insert(&self, base: usize) {
         let w_index = base.wrapping_sub(self.lo) >> GRANULE_SHIFT >> 6;
         if let Some((w, bit)) = self.locate(base) {
             w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
-            self.touched_lo = self.touched_lo.min(w_index);
-            self.touched_hi = self.touched_hi.max(w_index + 1);
+            if w_index < self.touched_lo.load(Ordering::Relaxed) {
+                self.touched_lo.fetch_min(w_index, Ordering::Relaxed);
+            }
+            if w_index >= self.touched_hi.load(Ordering::Relaxed) {
+                self.touched_hi.fetch_max(w_index + 1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Forget everything (at the start of a cycle's marking).
+    /// Forget everything (at the start of a cycle's marking, no marker
+    /// running).
     pub(crate) fn clear(&mut self) {
-        if self.touched_lo < self.touched_hi {
-            // SAFETY: the touched words lie inside the mapping; only this
-            // thread uses it.
-            unsafe {
-                std::ptr::write_bytes(
-                    self.bits.add(self.touched_lo),
-                    0,
-                    self.touched_hi - self.touched_lo,
-                )
-            };
+        let (lo, hi) = (*self.touched_lo.get_mut(), *self.touched_hi.get_mut());
+        if lo < hi {
+            // SAFETY: the touched words lie inside the mapping; `&mut self`
+            // means no marker is using it.
+            unsafe { std::ptr::write_bytes(self.bits.add(lo), 0, hi - lo) };
         }
-        self.touched_lo = usize::MAX;
-        self.touched_hi = 0;
+        *self.touched_lo.get_mut() = usize::MAX;
+        *self.touched_hi.get_mut() = 0;
     }
 }
 

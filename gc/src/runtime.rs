@@ -209,6 +209,7 @@ pub(crate) fn start_collector() -> Result<(), InitError> {
     if SOURCE.get().map(|s| s.name()) != Some("none") {
         crate::collector::spawn_collector_thread();
     }
+    crate::parallel_mark::start_helper();
     crate::fork::install_handlers();
     *started = true;
     Ok(())

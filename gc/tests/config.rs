@@ -49,6 +49,7 @@ fn bad_environment_values_name_the_variable_and_the_allowed_values() {
         ("OOHGC_STATS", "2", "0 or 1"),
         ("OOHGC_FIND_LEAKS", "true", "0 or 1"),
         ("OOHGC_LEAK_BACKTRACES", "on", "0 or 1"),
+        ("OOHGC_PARALLEL_MARK", "2", "0 or 1"),
         ("OOHGC_LEAK_BACKTRACE_DEPTH", "0", "1 to 32"),
         ("OOHGC_LEAK_BACKTRACE_DEPTH", "33", "1 to 32"),
         ("OOHGC_COLLECTOR", "maybe", "on or off"),
@@ -314,4 +315,42 @@ fn config_api_max_heap_takes_effect() {
         unsafe { std::alloc::GlobalAlloc::dealloc(&GC, p, layout) };
     }
     assert!(n >= 8, "only {n} MiB allocated under a 16 MiB limit");
+}
+
+/// Whether this process has a thread named `name`.
+fn has_thread(name: &str) -> bool {
+    std::fs::read_dir("/proc/self/task").unwrap().any(|t| {
+        let comm = t.unwrap().path().join("comm");
+        std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+#[test]
+fn parallel_mark_setting_starts_or_skips_the_marker_thread() {
+    if is_child() {
+        let keep: Vec<oohgc::Gc<u64>> = (0..10_000).map(oohgc::Gc::new).collect();
+        for _ in 0..3 {
+            oohgc::collect();
+        }
+        assert!(keep.iter().enumerate().all(|(i, g)| **g == i as u64));
+        // The helper announces itself shortly after the collector starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !has_thread("oohgc-marker") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        eprintln!("MARKER={}", has_thread("oohgc-marker"));
+        return;
+    }
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    for (value, expected) in [("0", false), ("1", two_cpus)] {
+        let (ok, err) = child_stderr(
+            "parallel_mark_setting_starts_or_skips_the_marker_thread",
+            &[("OOHGC_PARALLEL_MARK", value), ("OOHGC_DIRTY", "none")],
+        );
+        assert!(ok, "{err}");
+        assert!(
+            err.contains(&format!("MARKER={expected}")),
+            "OOHGC_PARALLEL_MARK={value}: expected MARKER={expected}: {err}"
+        );
+    }
 }
