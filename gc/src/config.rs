@@ -18,7 +18,7 @@
 //! | `OOHGC_LEAK_BACKTRACES` | with `OOHGC_FIND_LEAKS=1`, record where each `GcAllocator` block was allocated and show it under each leak (costs a stack walk per allocation); alone it does nothing | `0`, `1` | `0` |
 //! | `OOHGC_LEAK_BACKTRACE_DEPTH` | stack frames recorded per allocation (the walk's cost grows with it; the allocator's own entry frames count) | 1..=32 | 16 |
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
-//! | `OOHGC_PARALLEL_MARK` | a helper thread marks beside the collecting thread in stop-the-world pauses (when the machine has 2+ CPUs) | `0`, `1` | `1` |
+//! | `OOHGC_PARALLEL_MARK` | a helper thread marks beside the collecting thread in stop-the-world pauses (when the machine has 2+ CPUs) | `0`, `1` | `0` |
 //! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
 
@@ -80,7 +80,8 @@ pub struct Config {
     /// Collect automatically when the budget is spent.
     pub auto_collect: bool,
     /// Mark with a helper thread during stop-the-world pauses (on machines
-    /// with two or more CPUs).
+    /// with two or more CPUs). Off by default: see `parallel_mark`'s
+    /// module documentation for when it pays.
     pub parallel_mark: bool,
     /// Signal used to suspend threads.
     pub suspend_signal: i32,
@@ -191,7 +192,7 @@ impl Config {
             leak_backtraces: false,
             leak_backtrace_depth: DEFAULT_LEAK_BACKTRACE_DEPTH,
             auto_collect: true,
-            parallel_mark: true,
+            parallel_mark: false,
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
             cross_check: None,
