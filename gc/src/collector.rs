@@ -185,6 +185,8 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     let t0 = Instant::now();
     roots::static_segments(&mut c.statics);
     heap::clear_marks();
+    // Empties the marked-base cache: before the pause, not inside it.
+    let marks = HeapMarks::new(&mut c.mark_cache);
     cs.arm_ns = ns(t0.elapsed());
 
     // Whether the helper marker can join this pause (see parallel_mark).
@@ -198,7 +200,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     cs.stop_ns = ns(p1 - p0);
     cs.threads = world.thread_count() as u64;
     {
-        let mut m = Marker::new(stack, HeapMarks::new(&mut c.mark_cache));
+        let mut m = Marker::new(stack, marks);
         roots::scan_threads(&mut m, &world);
         roots::scan_global_roots(&mut m, &c.statics);
         roots::mark_manual_objects(&mut m);

@@ -322,22 +322,11 @@ impl<'a, M: MarkSet> Marker<'a, M> {
 
     /// Scan every aligned word in `[lo, hi)`.
     pub(crate) fn scan_range(&mut self, lo: usize, hi: usize) {
-        let mut p = (lo + 7) & !7;
-        let end = hi & !7;
-        self.counts.words += (end.saturating_sub(p) / 8) as u64;
-        let (heap_lo, heap_len) = (self.lo, self.hi.wrapping_sub(self.lo));
-        while p < end {
-            // SAFETY: the caller passes readable memory (a live object, a
-            // stack, a data segment); an aligned atomic load of a word cannot
-            // tear and does not race in the memory model.
-            let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
-            p += 8;
-            if word.wrapping_sub(heap_lo) < heap_len {
-                if let Some(obj) = self.marks.mark_target(word) {
-                    self.queue_newly_marked(obj);
-                }
+        self.for_each_heap_word(lo, hi, |m, word| {
+            if let Some(obj) = m.marks.mark_target(word) {
+                m.queue_newly_marked(obj);
             }
-        }
+        });
     }
 
     /// Scan a stopped thread's stack, registers or TLS. Besides what
@@ -348,19 +337,29 @@ impl<'a, M: MarkSet> Marker<'a, M> {
     /// allocate-black flag before the collector set it), and a sweep running
     /// then must not free it.
     pub(crate) fn scan_thread_range(&mut self, lo: usize, hi: usize) {
+        self.for_each_heap_word(lo, hi, |m, word| match heap::find_object(word) {
+            Some(obj) => m.mark_object(obj),
+            None => m.marks.mark_unpublished_slot(word),
+        });
+    }
+
+    /// Call `f` with every aligned word of `[lo, hi)` that points inside the
+    /// heap reservation, counting the words examined.
+    #[inline(always)]
+    fn for_each_heap_word(&mut self, lo: usize, hi: usize, mut f: impl FnMut(&mut Self, usize)) {
         let mut p = (lo + 7) & !7;
         let end = hi & !7;
         self.counts.words += (end.saturating_sub(p) / 8) as u64;
         let (heap_lo, heap_len) = (self.lo, self.hi.wrapping_sub(self.lo));
         while p < end {
-            // SAFETY: a stopped thread's stack or TLS is readable memory.
+            // SAFETY: the callers pass readable memory (a live object, a
+            // stopped thread's stack or TLS, a data segment); an aligned
+            // atomic load of a word cannot tear and does not race in the
+            // memory model.
             let word = unsafe { (*(p as *const AtomicUsize)).load(Ordering::Relaxed) };
             p += 8;
             if word.wrapping_sub(heap_lo) < heap_len {
-                match heap::find_object(word) {
-                    Some(obj) => self.mark_object(obj),
-                    None => self.marks.mark_unpublished_slot(word),
-                }
+                f(self, word);
             }
         }
     }
