@@ -44,7 +44,7 @@
 use crate::mark::{HeapMarks, MarkStack, Marker};
 use crate::mark_cache::MarkCache;
 use crate::roots::{self, Ranges};
-use crate::runtime;
+use crate::runtime::{self, lock};
 use crate::stats::{self, CycleKind, CycleReason, CycleStats};
 use crate::{finalize, verify, weak};
 use oohgc_allocator as heap;
@@ -112,10 +112,6 @@ static WAKE_COLLECTOR: Condvar = Condvar::new();
 /// one more precleaning round and goes to the final pause.
 static HURRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CYCLE_DONE: Condvar = Condvar::new();
-
-fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn ns(d: Duration) -> u64 {
     d.as_nanos() as u64

@@ -28,6 +28,7 @@
 //! [`run_finalizers`]: for types whose `Drop` must not run on another thread.
 
 use crate::mark::{MarkSet, Marker};
+use crate::runtime::lock;
 use oohgc_dirty::raw_vec::RawVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,10 +69,6 @@ static PROGRESS: Condvar = Condvar::new();
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 static FINISHED: AtomicU64 = AtomicU64::new(0);
 static PANICS: AtomicU64 = AtomicU64::new(0);
-
-fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Register `base` to be dropped with `drop_fn` when unreachable.
 pub(crate) fn register(base: usize, drop_fn: unsafe fn(*mut u8), local: bool) {

@@ -29,10 +29,10 @@
 
 use crate::mark::{Entry, HeapMarks, MarkStack, Marker};
 use crate::mark_cache::MarkCache;
-use crate::runtime;
+use crate::runtime::{self, lock};
 use oohgc_dirty::raw_vec::RawVec;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 /// Entries a marker takes from the pool at a time.
 const TAKE: usize = 64;
@@ -84,10 +84,6 @@ static HELPER: Mutex<Helper> = Mutex::new(Helper {
     pid: 0,
     ready: false,
 });
-
-fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Start the helper thread (once per process, when the collector starts).
 ///

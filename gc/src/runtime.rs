@@ -103,6 +103,12 @@ thread_local! {
     static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Unknown) };
 }
 
+/// Lock one of the collector's static mutexes. A panic while it was held
+/// (a user callback) does not make the collector give up the state.
+pub(crate) fn lock<T>(m: &'static std::sync::Mutex<T>) -> std::sync::MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Make sure the heap is initialised; called on every allocation path.
 #[inline]
 pub(crate) fn ensure_heap() {
