@@ -187,6 +187,11 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
 
     // Whether the helper marker can join this pause (see parallel_mark).
     let parallel = crate::parallel_mark::prepare();
+    // Locks first, as in the concurrent final pause: the sweep below runs
+    // in the pause and calls the dirty source's `discarded`, whose lock a
+    // mutator holds while it tracks a new chunk; that mutator must not be
+    // stopped there (found as a hang: uffd, 8 threads growing the heap).
+    let tracking = runtime::lock_tracking();
     let mut fin = finalize::lock_table();
     let mut weak_guard = weak::lock_table();
     let heap_guard = heap::lock();
@@ -228,6 +233,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     cs.pause_ns = ns(p3 - p0) - cs.verify_ns;
     drop(weak_guard);
     drop(fin);
+    drop(tracking);
     finish_cycle(c, &mut cs, &cfg, Some(sw));
 }
 
