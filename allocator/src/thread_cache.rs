@@ -314,6 +314,13 @@ unsafe fn collect_thread_free(s: &SpanMeta) -> bool {
         if list.is_null() {
             return !(*s.free.get()).is_null();
         }
+        if (*s.free.get()).is_null() {
+            // The usual case (a refill of an exhausted span): the stack
+            // becomes the free list as it is, without walking it to its
+            // tail, a dependent load per freed slot.
+            *s.free.get() = list;
+            return true;
+        }
         let mut tail = list;
         while !(*(tail as *const *mut u8)).is_null() {
             tail = *(tail as *const *mut u8);
