@@ -133,6 +133,17 @@ fn init_locked(config: HeapConfig) -> Result<(), HeapError> {
     Ok(())
 }
 
+/// The end of the part of the reservation ever handed to the heap (every
+/// object lies in `[heap_bounds().0, heap_extent())`; the extent only grows).
+/// 0 before init.
+pub fn heap_extent() -> usize {
+    if is_initialized() {
+        layout().page_addr(crate::page_pool::frontier_pages())
+    } else {
+        0
+    }
+}
+
 /// `[lo, hi)` of the reservation, `(0, 0)` before init: the quick reject for
 /// conservative scanning.
 pub fn heap_bounds() -> (usize, usize) {

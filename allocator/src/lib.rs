@@ -62,13 +62,13 @@ pub use config::{
     HeapConfig, HeapError, COMMIT_CHUNK, DEFAULT_RESERVE, GRANULE, MAX_ALIGN, MAX_RESERVE,
     MIN_HEAP, PAGE_SIZE,
 };
-pub use heap::{heap_bounds, init, is_initialized, set_max_heap};
+pub use heap::{heap_bounds, heap_extent, init, is_initialized, set_max_heap};
 pub use lock::{fork_acquire, fork_release, lock, HeapGuard};
 pub use mark::{clear_marks, is_marked, set_allocate_black, try_mark};
 pub use object::{MarkAttempt, ObjectInfo, ObjectKind};
 pub use object_map::{
     find_object, for_each_marked_scanned_object_in, for_each_object, for_each_object_in,
-    mark_object_at, mark_slot,
+    mark_object_at, mark_object_at_in_heap, mark_slot,
 };
 pub use page_pool::{for_each_chunk, set_chunk_hook, set_discard_hook};
 pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};

@@ -7,10 +7,11 @@
 //! the middle of a read makes the answer None, which is then correct because
 //! layouts change only while a span holds no object.
 
+use crate::config::PAGE_SHIFT;
 use crate::heap::{is_initialized, layout};
 use crate::object::{MarkAttempt, ObjectInfo, ObjectKind};
 use crate::page_pool::frontier_pages;
-use crate::span::{SpanMeta, SpanView};
+use crate::span::{span_slot_of, SpanMeta, SpanView, SPAN_FREE, SPAN_LARGE};
 use core::sync::atomic::Ordering;
 
 /// The allocated object containing `addr` (interior addresses included; the
@@ -56,12 +57,30 @@ pub fn find_object(addr: usize) -> Option<ObjectInfo> {
 /// lookups). Unlike `try_mark`, two threads racing on one object may both
 /// be told [`MarkAttempt::NewlyMarked`]. `AlreadyMarked` may also name a
 /// free slot whose mark is set (freed after it was marked this cycle).
-#[inline]
+#[inline(always)]
 pub fn mark_object_at(addr: usize) -> MarkAttempt {
     let l = layout();
     if addr.wrapping_sub(l.lo) >= l.hi - l.lo || !is_initialized() {
         return MarkAttempt::NotAnObject;
     }
+    // SAFETY: just checked.
+    unsafe { mark_object_at_in_heap(addr) }
+}
+
+/// [`mark_object_at`] without its bounds checks, for the marking loop
+/// (which has already compared every word against [`heap_bounds`]).
+///
+/// It reads only what it needs: the page map gives the span's head page,
+/// which also gives the span's start; one compare against the span's
+/// length rejects addresses outside it, one against `slots` its tail.
+///
+/// # Safety
+/// The heap is initialized and `addr` lies in `heap_bounds()`.
+///
+/// [`heap_bounds`]: crate::heap_bounds
+#[inline(always)]
+pub unsafe fn mark_object_at_in_heap(addr: usize) -> MarkAttempt {
+    let l = layout();
     let page = l.page_of(addr);
     if page >= frontier_pages() {
         return MarkAttempt::NotAnObject;
@@ -70,27 +89,41 @@ pub fn mark_object_at(addr: usize) -> MarkAttempt {
     if h == 0 {
         return MarkAttempt::NotAnObject;
     }
-    let span = l.span(h as usize - 1);
-    let Some((v, gen)) = span.view() else {
+    let head = h as usize - 1;
+    let span = l.span(head);
+    let gen = span.gen.load(Ordering::Acquire);
+    let state = span.state.load(Ordering::Relaxed);
+    if gen & 1 != 0 || state == SPAN_FREE {
         return MarkAttempt::NotAnObject;
+    }
+    let start = l.page_addr(head);
+    let offset = addr.wrapping_sub(start);
+    // Below the span, the offset wraps and fails this compare too.
+    if offset >= (span.pages.load(Ordering::Relaxed) as usize) << PAGE_SHIFT {
+        return MarkAttempt::NotAnObject;
+    }
+    let slot = if state == SPAN_LARGE {
+        0
+    } else {
+        let slot = span_slot_of(offset, span.magic.load(Ordering::Relaxed));
+        if slot >= span.slots.load(Ordering::Relaxed) as usize {
+            return MarkAttempt::NotAnObject;
+        }
+        slot
     };
-    if addr < v.start || addr >= v.end() {
-        return MarkAttempt::NotAnObject;
-    }
-    let slot = v.slot_of(addr);
-    if slot >= v.slots {
-        return MarkAttempt::NotAnObject;
-    }
-    let mark = l.mark_byte(v.head, slot);
+    let obj_size = span.obj_size.load(Ordering::Relaxed) as usize;
+    let base = start + slot * obj_size;
+    let mark = l.mark_byte(head, slot);
     if mark.load(Ordering::Relaxed) != 0 {
         // Marked: no need to read the allocation byte (a marked free slot
         // is reported too; it can only be reallocated black this cycle).
         if !span.unchanged(gen) {
             return MarkAttempt::NotAnObject;
         }
-        return MarkAttempt::AlreadyMarked(v.slot_addr(slot));
+        return MarkAttempt::AlreadyMarked(base);
     }
-    if l.alloc_byte(v.head, slot).load(Ordering::Acquire) != 1 || !span.unchanged(gen) {
+    let kind = ObjectKind::from_index(span.kind.load(Ordering::Relaxed));
+    if l.alloc_byte(head, slot).load(Ordering::Acquire) != 1 || !span.unchanged(gen) {
         return MarkAttempt::NotAnObject;
     }
     // A plain store, not a swap: a locked read-modify-write per marked
@@ -99,9 +132,9 @@ pub fn mark_object_at(addr: usize) -> MarkAttempt {
     // which is harmless); the collector marks from one thread at a time.
     mark.store(1, Ordering::Relaxed);
     MarkAttempt::NewlyMarked(ObjectInfo {
-        base: v.slot_addr(slot),
-        size: v.obj_size,
-        kind: v.kind,
+        base,
+        size: obj_size,
+        kind,
     })
 }
 

@@ -45,6 +45,12 @@ pub(crate) const CLAIMED: u8 = 2;
 
 const MAGIC_SHIFT: u32 = 40;
 
+/// The slot holding byte `offset` of a small span whose `magic` is given.
+#[inline(always)]
+pub(crate) fn span_slot_of(offset: usize, magic: u64) -> usize {
+    ((offset as u64 * magic) >> MAGIC_SHIFT) as usize
+}
+
 /// Per-span record, stored in the span table at the span's first page.
 /// All-zero is a valid "no span" record. Cache-line aligned: every field the
 /// alloc/free fast paths touch is in the first 64 bytes.
@@ -102,7 +108,7 @@ impl SpanView {
         if self.state == SPAN_LARGE {
             0
         } else {
-            (((addr - self.start) as u64 * self.magic) >> MAGIC_SHIFT) as usize
+            span_slot_of(addr - self.start, self.magic)
         }
     }
 

@@ -39,10 +39,10 @@ const TAKE: usize = 64;
 /// A marker keeps at least this many entries for itself.
 const KEEP: usize = 16;
 
-/// A marking job for the helper: the cycle's marked-base cache, if any.
+/// A marking job for the helper: the cycle's marked-base cache.
 #[derive(Clone, Copy)]
 struct Job {
-    cache: Option<*const MarkCache>,
+    cache: *const MarkCache,
 }
 
 // SAFETY: the pointer is only dereferenced while the job runs, during which
