@@ -75,6 +75,4 @@ pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{committed_bytes, stats, HeapStats};
 pub use sweep::{sweep, SweepStats};
 pub use thread_cache::flush_current_thread_cache;
-pub use trigger::{
-    allocated_since_reset, reset_allocation_counter, set_budget, set_budget_range, set_hooks, Hooks,
-};
+pub use trigger::{allocated_since_reset, reset_allocation_counter, set_budget, set_hooks, Hooks};

@@ -58,26 +58,6 @@ static POOL: PoolCell = PoolCell(UnsafeCell::new(Pool {
 /// Committed pages, published after the chunk hook ran (lock-free readers).
 static FRONTIER_PAGES: AtomicUsize = AtomicUsize::new(0);
 
-/// Pooled pages that are resident: dirty ones (used before, not returned to
-/// the OS). Fresh pages are committed but not resident until touched, so
-/// they do not count: using them raises RSS as much as growing would.
-/// Written under the heap lock, read lock-free by the collection trigger.
-static RESIDENT_FREE_PAGES: AtomicUsize = AtomicUsize::new(0);
-
-/// Pooled pages the heap can hand out without raising its RSS.
-#[inline]
-pub(crate) fn resident_free_pages() -> usize {
-    RESIDENT_FREE_PAGES.load(Ordering::Relaxed)
-}
-
-fn add_resident_free(pages: usize) {
-    RESIDENT_FREE_PAGES.fetch_add(pages, Ordering::Relaxed);
-}
-
-fn sub_resident_free(pages: usize) {
-    RESIDENT_FREE_PAGES.fetch_sub(pages, Ordering::Relaxed);
-}
-
 /// Chunks recorded in `Pool::chunks` and visible to lock-free readers.
 static CHUNK_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// `Pool::chunks`, for lock-free readers (set once at init).
@@ -181,7 +161,7 @@ fn take_run(pages: usize, align_pages: usize) -> Option<(usize, bool)> {
             i += 1;
             continue;
         }
-        let mut dirty_pages = 0;
+        let mut dirty = false;
         for q in i..i + pages {
             set(p.free, q, false);
             if get(p.returned, q) {
@@ -189,13 +169,11 @@ fn take_run(pages: usize, align_pages: usize) -> Option<(usize, bool)> {
             }
             if get(p.dirty, q) {
                 set(p.dirty, q, false);
-                dirty_pages += 1;
+                dirty = true;
             }
         }
-        let dirty = dirty_pages > 0;
         p.committed += returned * PAGE_SIZE;
         p.returned_bytes -= returned * PAGE_SIZE;
-        sub_resident_free(dirty_pages);
         if none_free_before {
             p.hint = i + pages;
         }
@@ -300,7 +278,6 @@ pub(crate) fn put(head: usize, pages: usize) {
         unsafe { *p.pooled_at.add(q) = p.sweeps };
     }
     p.hint = p.hint.min(head);
-    add_resident_free(pages);
 }
 
 /// Ends a sweep: counts it, and returns dirty pages pooled before the
@@ -344,7 +321,6 @@ pub(crate) fn end_sweep_and_return_old_pages() -> usize {
     }
     p.committed -= total;
     p.returned_bytes += total;
-    sub_resident_free(total / PAGE_SIZE);
     total
 }
 

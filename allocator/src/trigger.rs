@@ -19,14 +19,7 @@ static BUDGET_HOOK: AtomicUsize = AtomicUsize::new(0);
 static OOM_HOOK: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Below `BUDGET`: past this, the hook also fires once the page pool runs
-/// dry (see [`set_budget_range`]).
-static SOFT_BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
 static FIRED: AtomicBool = AtomicBool::new(false);
-
-/// The pool counts as dry below this many resident free pages: the next
-/// span would likely have to take fresh memory.
-const DRY_POOL_PAGES: usize = 16;
 
 /// Installs the collector's hooks.
 pub fn set_hooks(hooks: Hooks) {
@@ -39,19 +32,7 @@ pub fn set_hooks(hooks: Hooks) {
 /// into the global count on slow paths, so the call may come late by up to one
 /// span per size class and thread.
 pub fn set_budget(bytes: usize) {
-    set_budget_range(bytes, bytes);
-}
-
-/// Like [`set_budget`], with a range: the hook fires once `floor` bytes are
-/// allocated *and* the page pool holds no more resident free pages (going
-/// on would raise the heap's RSS), or at `cap` bytes in any case. This is
-/// bdwgc's "collect when the heap is full, grow only when a collection
-/// freed too little": memory the heap already holds is used before a
-/// collection, and the heap grows only to give the mutator `floor` bytes
-/// per cycle.
-pub fn set_budget_range(floor: usize, cap: usize) {
-    SOFT_BUDGET.store(floor.min(cap), Ordering::Release);
-    BUDGET.store(cap, Ordering::Release);
+    BUDGET.store(bytes, Ordering::Release);
 }
 
 /// Starts a new budget period.
@@ -74,11 +55,7 @@ pub(crate) fn note_allocated(bytes: usize) {
 /// Calls the budget hook if the budget is exceeded and it was not called yet.
 /// Skipped while this thread holds the heap lock.
 pub(crate) fn maybe_fire_budget() {
-    let allocated = ALLOCATED.load(Ordering::Relaxed);
-    if allocated < SOFT_BUDGET.load(Ordering::Relaxed)
-        || (allocated < BUDGET.load(Ordering::Relaxed)
-            && crate::page_pool::resident_free_pages() >= DRY_POOL_PAGES)
-        || HEAP_LOCK.held_by_me()
+    if ALLOCATED.load(Ordering::Relaxed) < BUDGET.load(Ordering::Relaxed) || HEAP_LOCK.held_by_me()
     {
         return;
     }

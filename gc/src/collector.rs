@@ -33,11 +33,9 @@
 //! that page. Roots are scanned entirely inside the pause.
 //!
 //! **Trigger and heap growth** (bdwgc's free-space divisor): a cycle starts
-//! once `max(initial_heap, live / free_space_divisor)` bytes (the budget)
-//! have been allocated since the last one *and* the heap has no resident
-//! free page left to hand out — or at [`BUDGET_CAP`] budgets in any case.
-//! So memory the heap already holds is used before it collects, and it
-//! grows only as allocation of one budget between cycles needs. **Pacing**: if mutators allocate [`PACING_BUDGETS`]
+//! when `max(initial_heap, live / free_space_divisor)` bytes have been
+//! allocated since the last one; the heap grows only as allocation between
+//! cycles needs. **Pacing**: if mutators allocate [`PACING_BUDGETS`]
 //! budgets' worth while a concurrent cycle runs, the thread that crossed the
 //! line waits for the cycle's end (in a blocking region, so it does not
 //! delay the pause) and the cycle runs one more precleaning round (which
@@ -58,10 +56,6 @@ use std::time::{Duration, Instant};
 /// Allocation allowed while a concurrent cycle runs, in budgets, before the
 /// allocating thread waits for the cycle to finish.
 pub const PACING_BUDGETS: usize = 2;
-/// Allocation between cycles never exceeds this many budgets, however much
-/// free memory the heap holds (after a peak, its pages go back to the OS
-/// within two sweeps; until then they do not stretch the interval further).
-pub const BUDGET_CAP: usize = 2;
 /// At most this many precleaning rounds per cycle.
 ///
 /// The rule: precleaning repeats until a round finds fewer than
@@ -286,26 +280,16 @@ fn finish_cycle(
         st.release_memory();
     }
     heap::reset_allocation_counter();
-    set_next_budget(cfg, sw.live_bytes);
+    heap::set_budget(next_budget(cfg, sw.live_bytes));
     if cfg.find_leaks {
         crate::leaks::report_cycle(cs.cycle);
     }
     stats::record(cs, cfg.print_stats);
 }
 
-/// The allocation budget until the next cycle:
-/// `max(initial_heap, live / free_space_divisor)`.
+/// The allocation budget until the next cycle.
 fn next_budget(cfg: &crate::Config, live: usize) -> usize {
     (live / cfg.free_space_divisor).max(cfg.initial_heap)
-}
-
-/// Sets the trigger for the next cycle: after [`next_budget`] bytes if the
-/// heap would have to grow to go on, otherwise once the memory it already
-/// holds is used, up to [`BUDGET_CAP`] budgets (see
-/// `oohgc_allocator::set_budget_range`).
-pub(crate) fn set_next_budget(cfg: &crate::Config, live: usize) {
-    let floor = next_budget(cfg, live);
-    heap::set_budget_range(floor, BUDGET_CAP * floor);
 }
 
 // ---------------------------------------------------------------------------
@@ -562,7 +546,7 @@ pub(crate) fn on_budget_exceeded() {
         || runtime::current_thread_is_internal()
     {
         heap::reset_allocation_counter();
-        set_next_budget(&cfg, runtime::live_estimate());
+        heap::set_budget(next_budget(&cfg, runtime::live_estimate()));
         return;
     }
     runtime::start_collector_or_die();

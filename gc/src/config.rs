@@ -62,8 +62,7 @@ pub struct Config {
     pub initial_heap: usize,
     /// Committed heap bytes never exceeded.
     pub max_heap: usize,
-    /// Allocation budget between cycles is `live / free_space_divisor` (at
-    /// least `initial_heap`; more while the heap holds resident free pages).
+    /// Allocation budget between cycles is `live / free_space_divisor`.
     pub free_space_divisor: usize,
     /// Verify each concurrent cycle with a full stop-the-world re-mark.
     pub verify: bool,

@@ -148,7 +148,7 @@ fn init_heap() {
     });
     oohgc_allocator::set_chunk_hook(on_new_chunk);
     oohgc_allocator::set_discard_hook(on_discard);
-    crate::collector::set_next_budget(&cfg, 0);
+    oohgc_allocator::set_budget(cfg.initial_heap);
     oohgc_barriers::set_thread_exit_hook(on_thread_exit);
     crate::alloc_sites::configure(
         cfg.find_leaks && cfg.leak_backtraces,
