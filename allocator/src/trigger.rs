@@ -28,11 +28,13 @@ pub fn set_hooks(hooks: Hooks) {
 }
 
 /// After `bytes` allocated since the last reset, `hooks.budget_exceeded` is called
-/// (once, until [`reset_allocation_counter`]). Counting is per thread and folded
-/// into the global count on slow paths, so the call may come late by up to one
-/// span per size class and thread.
+/// (once, until [`reset_allocation_counter`] or the next `set_budget`: either
+/// re-arms it). Counting is per thread and folded into the global count on
+/// slow paths, so the call may come late by up to one span per size class and
+/// thread.
 pub fn set_budget(bytes: usize) {
     BUDGET.store(bytes, Ordering::Release);
+    FIRED.store(false, Ordering::Release);
 }
 
 /// Starts a new budget period.

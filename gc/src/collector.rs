@@ -3,8 +3,12 @@
 //!
 //! **Stop-the-world cycle** (`none`, explicit `collect()`, out-of-memory):
 //! clear marks; stop the world; mark from every root; process weak
-//! references and finalizable objects; sweep; restart (see `run_stw_locked`
-//! for why the sweep is inside the pause).
+//! references and finalizable objects; sweep; restart. A cycle triggered by
+//! allocation runs on the collector thread and sweeps after the restart,
+//! with allocate-black on until the sweep ends ([`Sweep::Background`]):
+//! the pause is marking only, and on a second core the mutators do not
+//! wait for the sweep. One that a caller waits for anyway (`collect()`,
+//! out-of-memory) sweeps inside its pause ([`Sweep::InPause`]).
 //!
 //! **Concurrent cycle** (every other dirty source), on the collector thread
 //! (Boehm, Demers & Shenker, PLDI'91):
@@ -137,11 +141,11 @@ pub fn try_collect(timeout: Duration) -> bool {
     loop {
         match CYCLE.try_lock() {
             Ok(g) => {
-                run_stw_locked(g, CycleReason::Explicit);
+                run_stw_locked(g, CycleReason::Explicit, Sweep::InPause);
                 return true;
             }
             Err(std::sync::TryLockError::Poisoned(p)) => {
-                run_stw_locked(p.into_inner(), CycleReason::Explicit);
+                run_stw_locked(p.into_inner(), CycleReason::Explicit, Sweep::InPause);
                 return true;
             }
             Err(std::sync::TryLockError::WouldBlock) => {
@@ -163,10 +167,23 @@ fn run_stw(reason: CycleReason) {
         let _b = oohgc_barriers::enter_blocking();
         lock(&CYCLE)
     };
-    run_stw_locked(g, reason);
+    run_stw_locked(g, reason, Sweep::InPause);
 }
 
-fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
+/// Where a stop-the-world cycle sweeps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sweep {
+    /// Inside the pause: the cycle's caller waits for it anyway
+    /// ([`collect`], an allocation at the heap limit).
+    InPause,
+    /// After the world restarts, on the collector thread, with
+    /// allocate-black on from the restart to the sweep's end (as a
+    /// concurrent cycle sweeps): nobody waits for it, and on a second core
+    /// it costs the mutators nothing. Budget-triggered cycles.
+    Background,
+}
+
+fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sweep: Sweep) {
     let c = &mut *cycle;
     c.count += 1;
     let cfg = runtime::config();
@@ -216,13 +233,33 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
         verify::verify_marks(stack, &world, &fin, &c.statics, &RawVec::new(), cs.cycle);
         cs.verify_ns = ns(p2.elapsed());
     }
-    // Sweep before restarting. A thread stopped inside an allocation, after
-    // it read the allocate-black flag but before it published the object,
-    // publishes an unmarked object when it resumes: a sweep running then
-    // would free it under the thread's feet. Swept inside the pause, such
-    // an object simply waits for the next cycle. (Concurrent cycles keep
-    // allocate-black on from before their first pause to the end of their
-    // sweep, so their mutators never read a stale flag.)
+    if sweep == Sweep::Background {
+        // From the restart to the end of the sweep, new objects are born
+        // marked, so the sweep can run while mutators allocate. Not
+        // earlier: without a dirty source nothing would re-scan an object
+        // allocated black before the pause, and what it points to would
+        // be lost. A thread stopped inside an allocation, that read the
+        // flag off, publishes its object unmarked when it resumes; its
+        // slot was marked through the thread's roots (see
+        // `Marker::scan_thread_range`), so the sweep keeps it. Pacing as
+        // in a concurrent cycle.
+        heap::set_allocate_black(true);
+        heap::reset_allocation_counter();
+        heap::set_budget(PACING_BUDGETS * next_budget(&cfg, cs.bytes_marked as usize));
+        drop(heap_guard);
+        drop(world);
+        let p3 = Instant::now();
+        cs.resume_ns = ns(p3 - p2) - cs.verify_ns;
+        cs.pause_ns = ns(p3 - p0) - cs.verify_ns;
+        drop(weak_guard);
+        drop(fin);
+        drop(tracking);
+        return finish_cycle(c, &mut cs, &cfg, None, BudgetFrom::Pause);
+    }
+    // Sweep before restarting. Allocate-black is off: an object allocated
+    // once the world restarts is unmarked, and a sweep running then would
+    // free it under its thread's feet. Swept inside the pause, nothing is
+    // allocated meanwhile.
     drop(heap_guard);
     let s0 = Instant::now();
     let sw = heap::sweep();
@@ -234,7 +271,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     drop(weak_guard);
     drop(fin);
     drop(tracking);
-    finish_cycle(c, &mut cs, &cfg, Some(sw));
+    finish_cycle(c, &mut cs, &cfg, Some(sw), BudgetFrom::End);
 }
 
 /// The end of marking inside a pause, after the roots: mark what waits for
@@ -255,12 +292,25 @@ fn finish_marking(
     cs.bytes_marked = m.counts.bytes;
 }
 
+/// Where the allocation counted against the next cycle's budget starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BudgetFrom {
+    /// The end of this cycle (a concurrent cycle's allocation was paced
+    /// while it ran; a stop-the-world cycle that swept in its pause).
+    End,
+    /// This cycle's pause, where the counter was reset: what mutators
+    /// allocate while a background sweep runs counts against the next
+    /// budget, as it would have if the sweep had run in the pause.
+    Pause,
+}
+
 /// Sweep, reset the budget, record statistics (after the world restarted).
 fn finish_cycle(
     c: &mut Cycle,
     cs: &mut CycleStats,
     cfg: &crate::Config,
     swept: Option<heap::SweepStats>,
+    budget_from: BudgetFrom,
 ) {
     finalize::wake_finalizer();
     let sw = match swept {
@@ -279,7 +329,9 @@ fn finish_cycle(
     if let Some(st) = c.stack.as_mut() {
         st.release_memory();
     }
-    heap::reset_allocation_counter();
+    if budget_from == BudgetFrom::End {
+        heap::reset_allocation_counter();
+    }
     heap::set_budget(next_budget(cfg, sw.live_bytes));
     if cfg.find_leaks {
         crate::leaks::report_cycle(cs.cycle);
@@ -326,10 +378,10 @@ fn collector_thread() {
             sh.running = true;
         }
         let cycle = lock(&CYCLE);
-        if runtime::tracking_ok() {
+        if runtime::concurrent_ok() {
             run_concurrent_locked(cycle, CycleReason::Budget);
         } else {
-            run_stw_locked(cycle, CycleReason::Budget);
+            run_stw_locked(cycle, CycleReason::Budget, Sweep::Background);
         }
         let mut sh = lock(&SHARED);
         sh.running = false;
@@ -341,7 +393,7 @@ fn collector_thread() {
 fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason) {
     let c = &mut *cycle;
     let Some(src) = runtime::dirty_source() else {
-        return run_stw_locked(cycle, reason);
+        return run_stw_locked(cycle, reason, Sweep::Background);
     };
     let cfg = runtime::config();
     c.count += 1;
@@ -363,7 +415,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
             src.name()
         ));
         c.count -= 1;
-        return run_stw_locked(cycle, reason);
+        return run_stw_locked(cycle, reason, Sweep::Background);
     }
     heap::set_allocate_black(true);
     // Pacing: PACING_BUDGETS budgets' worth of allocation during the cycle
@@ -475,7 +527,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
             src.name()
         ));
     }
-    finish_cycle(c, &mut cs, &cfg, None);
+    finish_cycle(c, &mut cs, &cfg, None, BudgetFrom::End);
 }
 
 /// Harvest the dirty source into `out` as sorted, merged ranges; returns
@@ -550,8 +602,7 @@ pub(crate) fn on_budget_exceeded() {
         return;
     }
     runtime::start_collector_or_die();
-    let concurrent = lock(&SHARED).thread_started && runtime::tracking_ok();
-    if !concurrent {
+    if !lock(&SHARED).thread_started {
         run_stw(CycleReason::Budget);
         return;
     }
@@ -559,6 +610,13 @@ pub(crate) fn on_budget_exceeded() {
     if !sh.running && !sh.requested {
         sh.requested = true;
         WAKE_COLLECTOR.notify_one();
+        // Pacing from the request on, not only once the cycle has begun:
+        // a collector thread slow to get a core (a busy host) would
+        // otherwise let mutators allocate without bound until it starts.
+        heap::set_budget(
+            heap::allocated_since_reset()
+                + PACING_BUDGETS * next_budget(&cfg, runtime::live_estimate()),
+        );
         return;
     }
     // A cycle is under way and the mutators spent their pacing allowance:
@@ -619,7 +677,7 @@ pub fn start_cycle() -> bool {
     }
     runtime::start_collector_or_die();
     let mut sh = lock(&SHARED);
-    if !sh.thread_started || !runtime::tracking_ok() {
+    if !sh.thread_started || !runtime::concurrent_ok() {
         return false;
     }
     if !sh.running {
@@ -633,7 +691,7 @@ pub fn start_cycle() -> bool {
 /// at once in stop-the-world mode).
 pub fn wait_for_cycles(n: u64) {
     let mut sh = lock(&SHARED);
-    if !sh.thread_started {
+    if !sh.thread_started || !runtime::concurrent_ok() {
         return;
     }
     let target = sh.completed + n;

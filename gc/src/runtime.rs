@@ -212,9 +212,9 @@ pub(crate) fn start_collector() -> Result<(), InitError> {
         oohgc_allocator::for_each_chunk(&mut |s, l| track_locked(&mut tracked, &**src, s, l));
     }
     register_current_thread();
-    if SOURCE.get().map(|s| s.name()) != Some("none") {
-        crate::collector::spawn_collector_thread();
-    }
+    // Under every source, `none` included: stop-the-world cycles triggered
+    // by allocation run there too, and sweep after the restart.
+    crate::collector::spawn_collector_thread();
     crate::parallel_mark::start_helper();
     crate::fork::install_handlers();
     *started = true;
@@ -272,6 +272,12 @@ fn open_primary_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> 
 /// The active dirty source, once the collector has started.
 pub(crate) fn dirty_source() -> Option<&'static dyn DirtySource> {
     SOURCE.get().map(|b| &**b)
+}
+
+/// Whether budget cycles run concurrently: there is a dirty source other
+/// than `none` and it tracks the whole heap.
+pub(crate) fn concurrent_ok() -> bool {
+    tracking_ok() && dirty_source().is_some_and(|s| s.name() != "none")
 }
 
 /// Whether cycles may trust the dirty source (it tracks the whole heap).

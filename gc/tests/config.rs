@@ -186,8 +186,10 @@ fn each_setting_takes_effect() {
         return;
     }
     // Initial heap and divisor: a smaller budget means more cycles.
-    // (Measured stop-the-world, where one budget is one cycle; concurrent
-    // cycles overlap allocation and their number depends on timing.)
+    // (Measured stop-the-world, where a cycle's pause ends its budget and
+    // pacing caps what mutators allocate before and during it to
+    // 2 x PACING_BUDGETS more: 48 MiB at 1 MiB is at least ten cycles.
+    // Concurrent cycles overlap allocation longer and vary more.)
     let small = field(
         &effects(&[
             ("OOHGC_DIRTY", "none"),
