@@ -40,6 +40,11 @@ pub enum Command {
     /// application overhead per dirty source on GCBench and the Phoenix
     /// kernels, and array-writer slowdowns.
     Paper(PaperArgs),
+    /// Compare two builds of `oohgc-bench-gc` on one workload: their runs
+    /// alternate, and the medians of the per-pair ratios B/A are printed
+    /// (steadier than ratios of medians on a shared machine whose speed
+    /// drifts).
+    Ab(AbArgs),
     /// (internal) Run one workload in this process and print its result line.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -125,6 +130,34 @@ pub struct PaperArgs {
     pub output: OutputArgs,
 }
 
+/// Arguments of `ab`.
+#[derive(clap::Args, Debug)]
+pub struct AbArgs {
+    /// The reference worker: a copy of an earlier
+    /// `target/release/oohgc-bench-gc`.
+    pub a: PathBuf,
+    /// The worker compared against it.
+    pub b: PathBuf,
+    /// The workload (one that runs on a heap).
+    #[arg(long, default_value = "gcbench")]
+    pub workload: String,
+    /// Workload size.
+    #[arg(long, value_enum, default_value = "S")]
+    pub size: Size,
+    /// The dirty source both workers run under.
+    #[arg(long, default_value = "none")]
+    pub source: String,
+    /// Alternating pairs of runs.
+    #[arg(long, default_value_t = 10)]
+    pub pairs: usize,
+    /// Kill a worker that runs longer than this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Workload knobs.
+    #[command(flatten)]
+    pub knobs: Knobs,
+}
+
 /// The sources the paper compared (soft-dirty is its `/proc`), then the
 /// kernel's newer ones, then `none` (the no-tracking reference).
 pub const PAPER_SOURCES: &[&str] = &[
@@ -163,6 +196,7 @@ fn dispatch(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Paper(args) => paper(args),
+        Command::Ab(args) => ab(args),
         Command::Worker(args) => worker_main(args),
     }
 }
@@ -279,6 +313,23 @@ fn paper(args: PaperArgs) -> Result<(), String> {
         eprintln!("wrote {}", path.display());
     }
     report::write_outputs(&report, &output)
+}
+
+fn ab(args: AbArgs) -> Result<(), String> {
+    let plan = crate::ab::AbPlan::new(args)?;
+    let bar = indicatif::ProgressBar::new(plan.pairs as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} pairs, {elapsed}")
+            .expect("the progress template is valid"),
+    );
+    let pairs = crate::ab::execute(&plan, |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let rows = crate::ab::compare(&pairs?);
+    print!(
+        "{}",
+        crate::ab::render(plan.workload.name(), &plan.source, plan.pairs, &rows)
+    );
+    Ok(())
 }
 
 /// Run a plan with a progress bar on stderr.

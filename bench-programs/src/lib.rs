@@ -5,10 +5,12 @@
 //! oohgc, bdwgc and the system allocator. Every configuration runs in its
 //! own worker process ([`worker`]); the runner ([`runner`]) spawns them,
 //! reads one JSON line from each and aggregates medians and ratios, which
-//! [`report`] turns into tables, JSON, CSV, Markdown and charts.
+//! [`report`] turns into tables, JSON, CSV, Markdown and charts; [`ab`]
+//! compares two builds of the oohgc worker run for run.
 
 #![warn(missing_docs)]
 
+pub mod ab;
 pub mod backends;
 pub mod cli;
 pub mod config;

@@ -21,7 +21,7 @@ fn help_lists_the_subcommands_and_options() {
     let out = runner(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "list", "compare", "paper"] {
+    for word in ["run", "list", "compare", "paper", "ab"] {
         assert!(text.contains(word), "--help lacks {word}: {text}");
     }
     assert!(
