@@ -172,6 +172,8 @@ pub fn execute(
 ) -> Result<Vec<(RunResult, RunResult)>, String> {
     let config = RunConfig::from_label(&format!("oohgc/{}", plan.source))?;
     let run = |worker: &Path| {
+        // An `oohgc/<source>` configuration runs `gc_worker`; `runner` is
+        // never used for it.
         let bins = Binaries {
             runner: worker.to_path_buf(),
             gc_worker: worker.to_path_buf(),

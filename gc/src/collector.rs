@@ -233,37 +233,34 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
         verify::verify_marks(stack, &world, &fin, &c.statics, &RawVec::new(), cs.cycle);
         cs.verify_ns = ns(p2.elapsed());
     }
-    if sweep == Sweep::Background {
-        // From the restart to the end of the sweep, new objects are born
-        // marked, so the sweep can run while mutators allocate. Not
-        // earlier: without a dirty source nothing would re-scan an object
-        // allocated black before the pause, and what it points to would
-        // be lost. A thread stopped inside an allocation, that read the
-        // flag off, publishes its object unmarked when it resumes; its
-        // slot was marked through the thread's roots (see
-        // `Marker::scan_thread_range`), so the sweep keeps it. Pacing as
-        // in a concurrent cycle.
-        heap::set_allocate_black(true);
-        heap::reset_allocation_counter();
-        heap::set_budget(PACING_BUDGETS * next_budget(&cfg, cs.bytes_marked as usize));
-        drop(heap_guard);
-        drop(world);
-        let p3 = Instant::now();
-        cs.resume_ns = ns(p3 - p2) - cs.verify_ns;
-        cs.pause_ns = ns(p3 - p0) - cs.verify_ns;
-        drop(weak_guard);
-        drop(fin);
-        drop(tracking);
-        return finish_cycle(c, &mut cs, &cfg, None, BudgetFrom::Pause);
-    }
-    // Sweep before restarting. Allocate-black is off: an object allocated
-    // once the world restarts is unmarked, and a sweep running then would
-    // free it under its thread's feet. Swept inside the pause, nothing is
-    // allocated meanwhile.
     drop(heap_guard);
-    let s0 = Instant::now();
-    let sw = heap::sweep();
-    cs.sweep_ns = ns(s0.elapsed());
+    let (swept, budget_from) = match sweep {
+        Sweep::InPause => {
+            // Allocate-black is off: an object allocated once the world
+            // restarts is unmarked, and a sweep running then would free it
+            // under its thread's feet. Swept inside the pause, nothing is
+            // allocated meanwhile.
+            let s0 = Instant::now();
+            let sw = heap::sweep();
+            cs.sweep_ns = ns(s0.elapsed());
+            (Some(sw), BudgetFrom::End)
+        }
+        Sweep::Background => {
+            // From the restart to the end of the sweep, new objects are
+            // born marked, so the sweep can run while mutators allocate.
+            // Not earlier: without a dirty source nothing would re-scan an
+            // object allocated black before the pause, and what it points
+            // to would be lost. A thread stopped inside an allocation, that
+            // read the flag off, publishes its object unmarked when it
+            // resumes; its slot was marked through the thread's roots (see
+            // `Marker::scan_thread_range`), so the sweep keeps it. Pacing as
+            // in a concurrent cycle.
+            heap::set_allocate_black(true);
+            heap::reset_allocation_counter();
+            heap::set_budget(pacing_allowance(&cfg, cs.bytes_marked as usize));
+            (None, BudgetFrom::Pause)
+        }
+    };
     drop(world);
     let p3 = Instant::now();
     cs.resume_ns = ns(p3 - p2) - cs.sweep_ns - cs.verify_ns;
@@ -271,7 +268,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     drop(weak_guard);
     drop(fin);
     drop(tracking);
-    finish_cycle(c, &mut cs, &cfg, Some(sw), BudgetFrom::End);
+    finish_cycle(c, &mut cs, &cfg, swept, budget_from);
 }
 
 /// The end of marking inside a pause, after the roots: mark what waits for
@@ -342,6 +339,12 @@ fn finish_cycle(
 /// The allocation budget until the next cycle.
 fn next_budget(cfg: &crate::Config, live: usize) -> usize {
     (live / cfg.free_space_divisor).max(cfg.initial_heap)
+}
+
+/// What mutators may allocate while a cycle is requested or running before
+/// the one that crosses it waits for the cycle's end (pacing).
+fn pacing_allowance(cfg: &crate::Config, live: usize) -> usize {
+    PACING_BUDGETS * next_budget(cfg, live)
 }
 
 // ---------------------------------------------------------------------------
@@ -423,7 +426,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // finish its precleaning after one more round).
     HURRY.store(false, std::sync::atomic::Ordering::Release);
     heap::reset_allocation_counter();
-    heap::set_budget(PACING_BUDGETS * next_budget(&cfg, runtime::live_estimate()));
+    heap::set_budget(pacing_allowance(&cfg, runtime::live_estimate()));
     cs.arm_ns = ns(t0.elapsed());
 
     // 2. Initial mark: thread stacks and registers are not tracked by the
@@ -614,8 +617,7 @@ pub(crate) fn on_budget_exceeded() {
         // a collector thread slow to get a core (a busy host) would
         // otherwise let mutators allocate without bound until it starts.
         heap::set_budget(
-            heap::allocated_since_reset()
-                + PACING_BUDGETS * next_budget(&cfg, runtime::live_estimate()),
+            heap::allocated_since_reset() + pacing_allowance(&cfg, runtime::live_estimate()),
         );
         return;
     }
