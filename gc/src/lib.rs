@@ -34,6 +34,7 @@ mod finalize;
 mod fork;
 mod gc_ptr;
 mod global_alloc;
+mod interpose;
 mod leaks;
 mod mark;
 mod mark_cache;

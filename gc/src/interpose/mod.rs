@@ -1,0 +1,61 @@
+//! C library functions that oohgc *interposes*: the program's calls to
+//! them reach these definitions first (an executable's own symbols come
+//! before `libc.so.6` in the dynamic linker's lookup order, and Rust links
+//! `#[no_mangle]` items of every crate it links), and each forwards to the
+//! real function found with `dlsym(RTLD_NEXT, ...)`.
+//!
+//! Each submodule owns one concern; none of them allocates through the
+//! global allocator (they run inside `read(2)` or `pthread_sigmask` of any
+//! thread, possibly before `main`), and each fast path, when its concern is
+//! inactive, is one relaxed load and a tail call to the real function.
+//!
+//! What interposition cannot reach is said where it matters: a raw
+//! `syscall` instruction (rustix's `linux_raw` backend, io_uring, inline
+//! assembly) and glibc's internal calls (which use hidden aliases) do not
+//! come here.
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// A lazily resolved pointer to the real (next) definition of a C symbol.
+#[allow(dead_code)] // until the first interposed function lands
+pub(crate) struct RealFn {
+    name: &'static std::ffi::CStr,
+    ptr: AtomicPtr<libc::c_void>,
+}
+
+#[allow(dead_code)]
+impl RealFn {
+    /// The next definition of `name` (NUL-terminated) after ours.
+    pub(crate) const fn new(name: &'static std::ffi::CStr) -> RealFn {
+        RealFn {
+            name,
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The real function's address; dies with a message if the C library
+    /// has none (it then could not have been called either).
+    #[inline]
+    pub(crate) fn get(&self) -> *mut libc::c_void {
+        let p = self.ptr.load(Ordering::Acquire);
+        if !p.is_null() {
+            return p;
+        }
+        self.resolve()
+    }
+
+    #[cold]
+    fn resolve(&self) -> *mut libc::c_void {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT searches the
+        // objects loaded after this executable (the C library among them).
+        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+        if p.is_null() {
+            crate::runtime::fatal(format_args!(
+                "interpose: the C library has no `{}`",
+                self.name.to_string_lossy()
+            ));
+        }
+        self.ptr.store(p, Ordering::Release);
+        p
+    }
+}
