@@ -59,3 +59,37 @@ impl RealFn {
         p
     }
 }
+
+/// `mask` with the collector's suspend and restart signals taken out, for
+/// a call that is about to block signals in `mask` (`pthread_sigmask`,
+/// `sigprocmask`, `sigsuspend`, `ppoll`, `pselect`, `epoll_pwait`): a thread
+/// that blocks them could be neither stopped nor scanned. Returns `mask`
+/// itself when nothing needs taking out (null, or the signals are not
+/// installed yet), else `scratch` holding the filtered copy.
+///
+/// # Safety
+/// `mask` is null or points at a valid `sigset_t`.
+#[allow(dead_code)] // until the first interposed function lands
+pub(crate) unsafe fn open_collector_signals(
+    mask: *const libc::sigset_t,
+    scratch: &mut libc::sigset_t,
+) -> *const libc::sigset_t {
+    let Some(signals) = oohgc_barriers::current_config() else {
+        return mask;
+    };
+    if mask.is_null() {
+        return mask;
+    }
+    // SAFETY: per the contract, `mask` is a valid set; `scratch` is ours.
+    unsafe {
+        if libc::sigismember(mask, signals.suspend) != 1
+            && libc::sigismember(mask, signals.restart) != 1
+        {
+            return mask;
+        }
+        *scratch = *mask;
+        libc::sigdelset(scratch, signals.suspend);
+        libc::sigdelset(scratch, signals.restart);
+    }
+    scratch
+}
