@@ -223,16 +223,27 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
         roots::scan_global_roots(&mut m, &c.statics);
         roots::mark_manual_objects(&mut m);
         crate::parallel_mark::drain(&mut m, parallel);
-        finish_marking(&mut m, &mut fin, &mut weak_guard, &mut cs);
+        complete_marking(&mut m, &fin);
+        let v0 = Instant::now();
+        if cfg.verify {
+            // A second, independent full mark: catches roots or objects the
+            // first one could miss (a thread not stopped, a racing
+            // allocation). Before finalization and weak clearing: see
+            // `complete_marking`.
+            verify::verify_marks(
+                m.stack_mut(),
+                &world,
+                &fin,
+                &c.statics,
+                &RawVec::new(),
+                cs.cycle,
+            );
+            cs.verify_ns = ns(v0.elapsed());
+        }
+        process_unreachable(&mut m, &mut fin, &mut weak_guard, &mut cs);
     }
     let p2 = Instant::now();
-    cs.rescan_ns = ns(p2 - p1);
-    if cfg.verify {
-        // A second, independent full mark: catches roots or objects the
-        // first one could miss (a thread not stopped, a racing allocation).
-        verify::verify_marks(stack, &world, &fin, &c.statics, &RawVec::new(), cs.cycle);
-        cs.verify_ns = ns(p2.elapsed());
-    }
+    cs.rescan_ns = ns(p2 - p1) - cs.verify_ns;
     drop(heap_guard);
     let (swept, budget_from) = match sweep {
         Sweep::InPause => {
@@ -263,7 +274,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     };
     drop(world);
     let p3 = Instant::now();
-    cs.resume_ns = ns(p3 - p2) - cs.sweep_ns - cs.verify_ns;
+    cs.resume_ns = ns(p3 - p2) - cs.sweep_ns;
     cs.pause_ns = ns(p3 - p0) - cs.verify_ns;
     drop(weak_guard);
     drop(fin);
@@ -271,17 +282,28 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     finish_cycle(c, &mut cs, &cfg, swept, budget_from);
 }
 
-/// The end of marking inside a pause, after the roots: mark what waits for
-/// finalization, trace, clear weak references to unmarked objects, queue
-/// ready finalizers (and trace what they reference), record the counts.
-fn finish_marking(
+/// The end of marking from roots inside a pause: mark what waits in the
+/// finalization queue (it is a root until its finalizer ran) and trace.
+/// After this, every object reachable from a root is marked — unless the
+/// cycle lost a write, which is what the verifier checks *here*, before
+/// [`process_unreachable`]: that step marks the subgraphs of unreachable
+/// finalizable objects and queues them, so a reachable object the cycle
+/// missed would be rescued into the finalization queue (and finalized while
+/// in use) and look marked to a verifier that ran later.
+fn complete_marking(m: &mut Marker<'_, HeapMarks<'_>>, fin: &finalize::FinalizeGuard) {
+    finalize::mark_pending(fin, m);
+    m.drain();
+}
+
+/// After [`complete_marking`] (and the verifier): clear weak references to
+/// unmarked objects, queue ready finalizers (and trace what they
+/// reference), record the counts.
+fn process_unreachable(
     m: &mut Marker<'_, HeapMarks<'_>>,
     fin: &mut finalize::FinalizeGuard,
     weak_guard: &mut MutexGuard<'static, weak::Table>,
     cs: &mut CycleStats,
 ) {
-    finalize::mark_pending(fin, m);
-    m.drain();
     cs.weak_cleared = weak::clear_unreachable(weak_guard, m);
     cs.finalizers_queued = finalize::queue_unreachable(fin, m);
     m.drain();
@@ -506,20 +528,19 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     }
     roots::scan_threads(&mut m, &world);
     roots::scan_global_roots(&mut m, &c.statics);
-    finish_marking(&mut m, &mut fin, &mut weak_guard, &mut cs);
-    let p3 = Instant::now();
-    cs.rescan_ns = ns(p3 - p2);
+    complete_marking(&mut m, &fin);
+    let v0 = Instant::now();
     if cfg.verify {
-        verify::verify_marks(stack, &world, &fin, &c.statics, &c.dirty, cs.cycle);
+        verify::verify_marks(m.stack_mut(), &world, &fin, &c.statics, &c.dirty, cs.cycle);
+        cs.verify_ns = ns(v0.elapsed());
     }
+    process_unreachable(&mut m, &mut fin, &mut weak_guard, &mut cs);
     let p4 = Instant::now();
-    if cfg.verify {
-        cs.verify_ns = ns(p4 - p3);
-    }
+    cs.rescan_ns = ns(p4 - p2) - cs.verify_ns;
     drop(world);
     let p5 = Instant::now();
     cs.resume_ns = ns(p5 - p4);
-    cs.pause_ns = ns(p5 - p0) - ns(p4 - p3);
+    cs.pause_ns = ns(p5 - p0) - cs.verify_ns;
     drop(heap_guard);
     drop(weak_guard);
     drop(fin);
