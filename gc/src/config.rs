@@ -20,6 +20,7 @@
 //! | `OOHGC_COLLECTOR` | automatic collection | `on`, `off` | `on` |
 //! | `OOHGC_PARALLEL_MARK` | a helper thread marks beside the collecting thread in stop-the-world pauses (when the machine has 2+ CPUs) | `0`, `1` | `0` |
 //! | `OOHGC_CROSS_CHECK` | a second source beside the first; a page it saw written that the first missed aborts | a source name (`mprotect` beside a userfaultfd-based source: two userfaultfds cannot watch one range) | off |
+//! | `OOHGC_REQUIRE_GLOBAL_ALLOCATOR` | refuse `Gc` when `GcAllocator` is not the global allocator (`malloc` memory is never scanned) | `0`, `1` | `1` |
 //! | `OOHGC_SUSPEND_SIGNAL` / `OOHGC_RESTART_SIGNAL` | signals that stop and restart threads | a number or name (`SIGPWR`, `SIGXCPU`, `SIGRTMIN+n`) | `SIGPWR` / `SIGXCPU` |
 
 use std::fmt;
@@ -91,6 +92,13 @@ pub struct Config {
     /// that the first did not report aborts the process (bdwgc's
     /// CHECK_SOFT_VDB idea, for any pair).
     pub cross_check: Option<&'static str>,
+    /// Refuse `Gc` allocation (and [`crate::init`]) when `GcAllocator` is
+    /// not the program's global allocator. Without it, `Box`/`Vec`/`String`
+    /// memory is `malloc`'s, which the collector never scans: a `Gc` kept
+    /// only there is freed while in use. Turn it off only if every `Gc` is
+    /// kept on stacks, in statics, inside `Gc` objects or in ranges given to
+    /// [`crate::add_roots`].
+    pub require_global_allocator: bool,
 }
 
 /// Smallest maximum heap accepted.
@@ -196,6 +204,7 @@ impl Config {
             suspend_signal: libc::SIGPWR,
             restart_signal: libc::SIGXCPU,
             cross_check: None,
+            require_global_allocator: true,
         }
     }
 
@@ -269,6 +278,10 @@ impl Config {
             (c"OOHGC_FIND_LEAKS", &mut c.find_leaks),
             (c"OOHGC_LEAK_BACKTRACES", &mut c.leak_backtraces),
             (c"OOHGC_PARALLEL_MARK", &mut c.parallel_mark),
+            (
+                c"OOHGC_REQUIRE_GLOBAL_ALLOCATOR",
+                &mut c.require_global_allocator,
+            ),
         ] {
             if let Some(v) = getenv(name) {
                 *slot = parse_bool(v).ok_or(RawConfigError {
@@ -407,6 +420,13 @@ impl Config {
         }
         self.leak_backtrace_depth = frames;
         Ok(self)
+    }
+
+    /// Refuse `Gc` allocation without `GcAllocator` as the global
+    /// allocator (on by default; see the field's documentation).
+    pub fn require_global_allocator(mut self, on: bool) -> Config {
+        self.require_global_allocator = on;
+        self
     }
 
     /// Turn automatic collection on or off.

@@ -53,6 +53,7 @@ no_pointers!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64, bool, c
 /// `handle_alloc_error` on failure.
 fn alloc_collected(layout: Layout, kind: ObjectKind) -> *mut u8 {
     runtime::ensure_heap();
+    crate::global_alloc::check_before_gc_allocation();
     runtime::register_current_thread();
     let p = oohgc_allocator::alloc(layout.size(), layout.align(), kind);
     if p.is_null() {

@@ -159,3 +159,70 @@ fn system_free(p: *mut u8) {
         }
     }
 }
+
+/// What the probe found: not probed yet, `GcAllocator` installed, or another
+/// global allocator (`System`, jemalloc, mimalloc...).
+const UNPROBED: u8 = 0;
+const INSTALLED: u8 = 1;
+const MISSING: u8 = 2;
+static PROBE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNPROBED);
+
+/// The refusal, in the words a user needs to fix it.
+pub(crate) const MISSING_MESSAGE: &str = "oohgc: `GcAllocator` is not this program's global allocator, so \
+`Box`/`Vec`/`String`/`HashMap` memory comes from another allocator that the collector never scans, and a `Gc` \
+kept there would be freed while in use. Add to the binary crate (a library's declaration only counts if the \
+crate is linked): `#[global_allocator] static GC: oohgc::GcAllocator = oohgc::GcAllocator;` \
+(or, if every `Gc` lives only on stacks, in statics, inside `Gc` objects or in `oohgc::add_roots` ranges, \
+set OOHGC_REQUIRE_GLOBAL_ALLOCATOR=0 / `Config::require_global_allocator(false)`)";
+
+/// Whether the program's `#[global_allocator]` is `GcAllocator`: one probe
+/// allocation through `std::alloc`, whose address tells which allocator
+/// served it (ours hands out heap addresses; collector machinery built
+/// under `with_system_allocator` is never probed). Cached after the first
+/// answer; one relaxed load afterwards.
+#[inline]
+pub(crate) fn installed() -> bool {
+    match PROBE.load(std::sync::atomic::Ordering::Relaxed) {
+        INSTALLED => true,
+        MISSING => false,
+        _ => probe(),
+    }
+}
+
+#[cold]
+fn probe() -> bool {
+    runtime::ensure_heap();
+    if runtime::using_system_allocator() {
+        // This thread's requests go to malloc on purpose: no verdict now.
+        return true;
+    }
+    let layout = Layout::new::<usize>();
+    // SAFETY: a non-zero-size layout; the block is freed right away.
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    let ours = in_heap(p);
+    // SAFETY: allocated just above with the same layout.
+    unsafe { std::alloc::dealloc(p, layout) };
+    PROBE.store(
+        if ours { INSTALLED } else { MISSING },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ours
+}
+
+/// Refuse (panic with [`MISSING_MESSAGE`]) a `Gc` allocation in a program
+/// without `GcAllocator`, unless the configuration allows it.
+#[inline]
+pub(crate) fn check_before_gc_allocation() {
+    if !installed() && runtime::global_allocator_required() {
+        refuse();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn refuse() -> ! {
+    panic!("{MISSING_MESSAGE}")
+}

@@ -80,6 +80,9 @@ pub enum InitError {
     Heap(String),
     /// The setting can only change before the collector starts.
     AlreadyStarted,
+    /// `GcAllocator` is not the program's global allocator (and
+    /// `Config::require_global_allocator` is on).
+    NoGlobalAllocator,
 }
 
 impl fmt::Display for InitError {
@@ -88,6 +91,9 @@ impl fmt::Display for InitError {
             InitError::Signals(s) => write!(f, "cannot install the stop-the-world signals: {s}"),
             InitError::DirtySource(s) => write!(f, "{s} (choose another with OOHGC_DIRTY)"),
             InitError::Heap(s) => write!(f, "{s}"),
+            InitError::NoGlobalAllocator => {
+                f.write_str(global_alloc::MISSING_MESSAGE.trim_start_matches("oohgc: "))
+            }
             InitError::AlreadyStarted => write!(
                 f,
                 "the collector has already started: the dirty source, PML engine and signals can only be set before the first collection"

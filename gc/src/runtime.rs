@@ -31,6 +31,8 @@ static TRACKING_BROKEN: AtomicBool = AtomicBool::new(false);
 /// Ranges handed to the dirty source, so that nothing is tracked twice.
 static TRACKED: Mutex<oohgc_dirty::raw_vec::RawVec<(usize, usize)>> =
     Mutex::new(oohgc_dirty::raw_vec::RawVec::new());
+/// `Config::require_global_allocator`, readable without the config lock.
+static REQUIRE_GLOBAL_ALLOCATOR: AtomicBool = AtomicBool::new(true);
 /// Nesting depth of [`crate::disable`].
 pub(crate) static DISABLED: AtomicUsize = AtomicUsize::new(0);
 
@@ -133,6 +135,7 @@ fn init_heap() {
         Err(e) => fatal_config(format_args!("{e}")),
     };
     *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+    REQUIRE_GLOBAL_ALLOCATOR.store(cfg.require_global_allocator, Ordering::Relaxed);
     if !oohgc_allocator::is_initialized() {
         let hc = oohgc_allocator::HeapConfig {
             max_heap: cfg.max_heap,
@@ -155,6 +158,12 @@ fn init_heap() {
         cfg.leak_backtrace_depth,
     );
     HEAP_STATE.store(READY, Ordering::Release);
+}
+
+/// Whether `Gc` allocation without `GcAllocator` is refused.
+#[inline]
+pub(crate) fn global_allocator_required() -> bool {
+    REQUIRE_GLOBAL_ALLOCATOR.load(Ordering::Relaxed)
 }
 
 /// The current configuration.
@@ -180,6 +189,7 @@ pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
     }
     let mut current = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
     *current = cfg;
+    REQUIRE_GLOBAL_ALLOCATOR.store(cfg.require_global_allocator, Ordering::Relaxed);
     crate::alloc_sites::configure(
         cfg.find_leaks && cfg.leak_backtraces,
         cfg.leak_backtrace_depth,
@@ -194,6 +204,9 @@ pub(crate) fn apply_config(cfg: Config) -> Result<(), InitError> {
 /// turn them into a fatal message.
 pub(crate) fn start_collector() -> Result<(), InitError> {
     ensure_heap();
+    if global_allocator_required() && !crate::global_alloc::installed() {
+        return Err(InitError::NoGlobalAllocator);
+    }
     let mut started = COLLECTOR_STARTED.lock().unwrap_or_else(|p| p.into_inner());
     if *started {
         return Ok(());
