@@ -2,7 +2,7 @@
 //! thread, the trigger and pacing policy.
 //!
 //! **Stop-the-world cycle** (`none`, explicit `collect()`, out-of-memory):
-//! clear marks; stop the world; mark from every root; process weak
+//! stop the world; clear marks; mark from every root; process weak
 //! references and finalizable objects; sweep; restart. A cycle triggered by
 //! allocation runs on the collector thread and sweeps after the restart,
 //! with allocate-black on until the sweep ends ([`Sweep::Background`]):
@@ -12,11 +12,12 @@
 //!
 //! **Concurrent cycle** (every other dirty source), on the collector thread
 //! (Boehm, Demers & Shenker, PLDI'91):
-//! 1. clear marks, *arm* the dirty source over the heap, then turn
+//! 1. *arm* the dirty source over the heap, clear marks, then turn
 //!    allocate-black on. (In that order: an object allocated black is never
 //!    scanned before the final pause, so every write into it must come after
 //!    the arm and dirty its page. Objects allocated between the arm and
-//!    allocate-black are unmarked and are found like any other object.)
+//!    allocate-black are unmarked and are found like any other object. Why
+//!    the marks are cleared after the arm: `STALE_ALLOCATE_BLACK` below.)
 //! 2. initial mark: a short pause that reads every thread's stack, registers
 //!    and TLS (they are not tracked by the dirty source) and marks what they
 //!    point to; then mark concurrently from those, the static roots,
@@ -79,6 +80,33 @@ pub const PRECLEAN_ENOUGH_PAGES: u64 = 256;
 /// Rounds in a row without the dirty set shrinking after which precleaning
 /// gives up (one such round is often noise: an allocation burst).
 pub const PRECLEAN_PATIENCE: u32 = 2;
+
+// STALE_ALLOCATE_BLACK — why marks are cleared where they are.
+//
+// The allocation fast path reads the allocate-black flag with a relaxed
+// load and stores the new object's mark byte a few instructions later. A
+// thread preempted between the two can carry a stale "on" across the end of
+// one cycle (flag off after its sweep) and into the next one, and store its
+// mark *after* that cycle's `clear_marks`: the object is then black in the
+// new cycle although nothing has scanned it. If it was marked before the
+// dirty source was armed and the program then wrote a pointer into it, that
+// write is in no dirty set and its target is lost.
+//
+// Closed by ordering, with no cost on the fast path:
+// * Concurrent cycles arm the dirty source *before* `clear_marks`. A stale
+//   mark store that lands before `clear_marks` is erased (the object is
+//   white and found like any other). One that lands after it comes after
+//   the arm; the program's writes into the object follow that store on the
+//   same thread, so they come after the arm too (x86-64 keeps stores in
+//   program order, and the arm's protection change is complete, TLB
+//   shootdown included, before `clear_marks` starts): the object's page is
+//   in the final dirty set and the object, being marked, is re-scanned
+//   there — the rule for every object allocated black.
+// * Stop-the-world cycles have no dirty set, so they clear the marks inside
+//   the pause, where no allocation can complete. A thread stopped between
+//   the load and the store stores its mark after the restart: a Background
+//   sweep has allocate-black on by then anyway, and an in-pause sweep has
+//   already run (the mark only keeps the object one cycle longer).
 
 /// Everything a cycle needs, behind the cycle lock (one cycle at a time).
 struct Cycle {
@@ -197,7 +225,6 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     let stack = c.stack.get_or_insert_with(MarkStack::new);
     let t0 = Instant::now();
     roots::static_segments(&mut c.statics);
-    heap::clear_marks();
     // Empties the marked-base cache: before the pause, not inside it.
     let marks = HeapMarks::new(&mut c.mark_cache);
     cs.arm_ns = ns(t0.elapsed());
@@ -214,6 +241,9 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     let heap_guard = heap::lock();
     let p0 = Instant::now();
     let world = oohgc_barriers::stop_world();
+    // Inside the pause, where no allocation can publish a mark: see
+    // `STALE_ALLOCATE_BLACK`.
+    heap::clear_marks();
     let p1 = Instant::now();
     cs.stop_ns = ns(p1 - p0);
     cs.threads = world.thread_count() as u64;
@@ -431,9 +461,9 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     };
     let stack = c.stack.get_or_insert_with(MarkStack::new);
 
-    // 1. Arm.
+    // 1. Arm, then clear the marks, then allocate black: see
+    // `STALE_ALLOCATE_BLACK` below for why the marks are cleared after the arm.
     let t0 = Instant::now();
-    heap::clear_marks();
     if let Err(e) = src.arm() {
         runtime::eprint_line(format_args!(
             "oohgc: arming dirty source `{}` failed ({e}); this cycle runs stop-the-world",
@@ -442,6 +472,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         c.count -= 1;
         return run_stw_locked(cycle, reason, Sweep::Background);
     }
+    heap::clear_marks();
     heap::set_allocate_black(true);
     // Pacing: PACING_BUDGETS budgets' worth of allocation during the cycle
     // makes the allocating thread wait for the cycle's end (and the cycle
@@ -480,9 +511,30 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         // cycle ends: one more round re-scans what it dirtied before it
         // stopped, so the final pause does not have to.
         let hurry = HURRY.load(std::sync::atomic::Ordering::Acquire);
-        let pages = match harvest(src, &mut c.dirty) {
+        let harvested = match take_injected_harvest_failure() {
+            false => harvest(src, &mut c.dirty),
+            // The test hook: a real harvest (drained and re-armed, as a
+            // source that failed half-way may have done), then an error.
+            true => harvest(src, &mut c.dirty).and(Err(())),
+        };
+        let pages = match harvested {
             Ok(p) => p,
-            Err(()) => break,
+            Err(()) => {
+                // A failed harvest may have re-armed pages it never reported,
+                // and no later harvest reports them again. Fall back to "every
+                // page dirty" for them: re-scan every marked object, now and
+                // concurrently (writes after the failed harvest are tracked
+                // again and reach the next harvest). The final pause re-scans
+                // everything again if its own harvest fails.
+                cs.harvest_failures += 1;
+                cs.rescanned_objects += rescan_all_marked_concurrently(&mut m);
+                m.drain();
+                if cs.harvest_failures >= 2 {
+                    break;
+                }
+                cs.preclean_rounds += 1;
+                continue;
+            }
         };
         cs.preclean_rounds += 1;
         cs.preclean_dirty_pages += pages;
@@ -523,6 +575,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
         }
         Err(()) => {
             // No trustworthy dirty set: re-scan every marked object.
+            cs.harvest_failures += 1;
             cs.rescanned_objects += rescan_all_marked(&mut m);
         }
     }
@@ -597,6 +650,36 @@ fn rescan_dirty(m: &mut Marker<'_, HeapMarks<'_>>, dirty: &RawVec<(usize, usize)
         });
     }
     objects
+}
+
+/// Re-scan every marked object while mutators run: the dirty set of every
+/// page, as the span walk of [`rescan_dirty`] does it (safe beside
+/// allocation).
+fn rescan_all_marked_concurrently(m: &mut Marker<'_, HeapMarks<'_>>) -> u64 {
+    let (lo, _) = heap::heap_bounds();
+    let mut all = RawVec::new();
+    all.push((lo, heap::heap_extent().max(lo)));
+    rescan_dirty(m, &all)
+}
+
+/// Precleaning harvests that the test hook turns into failures.
+static INJECTED_HARVEST_FAILURES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Test hook: the next `n` precleaning harvests harvest for real (the
+/// source drains and re-arms what it found) and then report an error, as
+/// a source failing half-way would; the cycle must lose nothing.
+#[doc(hidden)]
+pub fn inject_preclean_harvest_failures(n: u64) {
+    INJECTED_HARVEST_FAILURES.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+}
+
+fn take_injected_harvest_failure() -> bool {
+    use std::sync::atomic::Ordering;
+    INJECTED_HARVEST_FAILURES.load(Ordering::Relaxed) > 0
+        && INJECTED_HARVEST_FAILURES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
 }
 
 fn rescan_all_marked(m: &mut Marker<'_, HeapMarks<'_>>) -> u64 {

@@ -47,6 +47,8 @@ mod symbolize;
 mod verify;
 mod weak;
 
+#[doc(hidden)]
+pub use collector::inject_preclean_harvest_failures;
 pub use collector::{
     collect, start_cycle, try_collect, wait_for_cycles, MAX_PRECLEAN_ROUNDS, PACING_BUDGETS,
     PRECLEAN_ENOUGH_PAGES, PRECLEAN_PATIENCE,

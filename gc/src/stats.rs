@@ -71,6 +71,9 @@ pub struct CycleStats {
     pub verify_ns: u64,
     /// Dirty pages harvested in the final pause.
     pub dirty_pages: u64,
+    /// Harvests that failed (each made the cycle re-scan every marked
+    /// object instead of trusting fewer pages).
+    pub harvest_failures: u32,
     /// Objects re-scanned because they lie on dirty pages.
     pub rescanned_objects: u64,
     /// Objects marked in this cycle.
@@ -124,6 +127,9 @@ impl fmt::Display for CycleStats {
         )?;
         if self.verify_ns > 0 {
             write!(f, " verify={:.3}ms", ms(self.verify_ns))?;
+        }
+        if self.harvest_failures > 0 {
+            write!(f, " harvest_failures={}", self.harvest_failures)?;
         }
         Ok(())
     }
@@ -253,6 +259,7 @@ pub(crate) static TOTALS: Mutex<Totals> = Mutex::new(Totals {
         sweep_ns: 0,
         verify_ns: 0,
         dirty_pages: 0,
+        harvest_failures: 0,
         rescanned_objects: 0,
         objects_marked: 0,
         bytes_marked: 0,

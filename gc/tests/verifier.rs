@@ -11,70 +11,11 @@
 
 mod common;
 
-use common::Rng;
-use oohgc::Gc;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use common::subgraphs::move_subgraphs;
+use std::time::Duration;
 
 #[global_allocator]
 static GC: oohgc::GcAllocator = oohgc::GcAllocator;
-
-/// An object with drop glue that can hang a subgraph under itself.
-struct Node {
-    name: String,
-    child: Mutex<Option<Gc<Node>>>,
-}
-
-fn node(i: u64) -> Gc<Node> {
-    Gc::new(Node {
-        name: format!("node-{i}"),
-        child: Mutex::new(None),
-    })
-}
-
-/// Move the subgraph under a random slot's container into another random
-/// slot's container (dropping what hung there), and hang a fresh node where
-/// it was: pointers move from one old object into another, which is what an
-/// incremental-update marker misses when the destination was scanned and
-/// the source was not. Runs for `secs` seconds (the child is expected to be
-/// stopped by the verifier long before).
-fn move_subgraphs(slots: usize, secs: u64) -> u64 {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let table: Vec<Gc<Node>> = (0..slots as u64).map(node).collect();
-    for (i, c) in table.iter().enumerate() {
-        *c.child.lock().unwrap() = Some(node(i as u64));
-    }
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut moves = 0u64;
-    let mut fresh = slots as u64;
-    while Instant::now() < deadline {
-        for _ in 0..1000 {
-            let b = rng.below(slots as u64) as usize;
-            let a = rng.below(slots as u64) as usize;
-            if a == b {
-                continue;
-            }
-            let taken = table[b].child.lock().unwrap().take();
-            *table[a].child.lock().unwrap() = taken;
-            *table[b].child.lock().unwrap() = Some(node(fresh));
-            fresh += 1;
-            moves += 1;
-        }
-        // Touch every object: a freed (and reused) one would show here.
-        let mut check = 0usize;
-        for c in &table {
-            check += c.name.len();
-            let mut next = *c.child.lock().unwrap();
-            while let Some(n) = next {
-                assert!(n.name.starts_with("node-"), "a live object was corrupted");
-                next = *n.child.lock().unwrap();
-            }
-        }
-        std::hint::black_box(check);
-    }
-    moves
-}
 
 #[test]
 fn child_moves_subgraphs() {
@@ -91,34 +32,19 @@ fn verifier_catches_lost_finalizable_objects() {
     if common::is_child() {
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["child_moves_subgraphs", "--exact", "--nocapture"])
-        .env(common::CHILD_VAR, "1")
-        .env("OOHGC_DIRTY", "card")
-        .env("OOHGC_VERIFY", "1")
-        .env("OOHGC_INITIAL_HEAP", "1M")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Bounded: the child would run for 60 s if nothing stopped it; a hang
     // (a finalized Mutex still in use) is a failure too.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let status = status.unwrap_or_else(|| {
+    let out = common::run_in_child_for(
+        "child_moves_subgraphs",
+        &[
+            ("OOHGC_DIRTY", "card"),
+            ("OOHGC_VERIFY", "1"),
+            ("OOHGC_INITIAL_HEAP", "1M"),
+        ],
+        Duration::from_secs(120),
+    );
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    let status = out.status.unwrap_or_else(|| {
         panic!(
             "the child hung for 120 s under a lossy source\nstdout:\n{stdout}\nstderr:\n{stderr}"
         )

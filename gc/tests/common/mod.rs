@@ -5,6 +5,8 @@
 
 use std::process::{Command, Output};
 
+pub mod subgraphs;
+
 /// Set in the environment of a child started by [`run_in_child`].
 pub const CHILD_VAR: &str = "OOHGC_TEST_CHILD";
 
@@ -24,6 +26,67 @@ pub fn run_in_child(name: &str, env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("spawn child test process")
+}
+
+/// What a child run with a deadline ended as.
+pub struct TimedOutput {
+    /// None: killed at the deadline (a hang).
+    pub status: Option<std::process::ExitStatus>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// As [`run_in_child`], killing the child if it runs past `limit`.
+pub fn run_in_child_for(
+    name: &str,
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> TimedOutput {
+    use std::process::Stdio;
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.env(CHILD_VAR, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child test process");
+    // Read both pipes while waiting, so a chatty child cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out_pipe, &mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err_pipe, &mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for child") {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    TimedOutput {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 /// Assert a child run succeeded, showing its output otherwise.
