@@ -29,24 +29,40 @@ use std::fmt;
 pub const DIRTY_SOURCES: &[&str] = oohgc_dirty::SOURCE_NAMES;
 
 /// The source compiled in as the default (cargo feature), in the
-/// documented precedence order.
-pub const DEFAULT_DIRTY_SOURCE: &str = if cfg!(feature = "epml") {
-    "epml"
-} else if cfg!(feature = "spml") {
-    "spml"
-} else if cfg!(feature = "pagemap-scan") {
-    "pagemap-scan"
-} else if cfg!(feature = "uffd") {
-    "uffd"
-} else if cfg!(feature = "mprotect") {
-    "mprotect"
-} else if cfg!(feature = "soft-dirty") {
-    "soft-dirty"
-} else if cfg!(feature = "card") {
-    "card"
-} else {
+/// documented precedence order. Never `card`: it is sound only if every
+/// pointer store of the program calls [`crate::write_barrier`] (std's
+/// collections, `Mutex` and `RefCell` do not), so it must be named
+/// explicitly; a build whose only source feature is `card` defaults to
+/// `none` (stop-the-world).
+pub const DEFAULT_DIRTY_SOURCE: &str = default_dirty_source([
+    cfg!(feature = "epml"),
+    cfg!(feature = "spml"),
+    cfg!(feature = "pagemap-scan"),
+    cfg!(feature = "uffd"),
+    cfg!(feature = "mprotect"),
+    cfg!(feature = "soft-dirty"),
+]);
+
+/// The first enabled source of epml, spml, pagemap-scan, uffd, mprotect,
+/// soft-dirty (in that order), else `none`.
+const fn default_dirty_source(enabled: [bool; 6]) -> &'static str {
+    const ORDER: [&str; 6] = [
+        "epml",
+        "spml",
+        "pagemap-scan",
+        "uffd",
+        "mprotect",
+        "soft-dirty",
+    ];
+    let mut i = 0;
+    while i < ORDER.len() {
+        if enabled[i] {
+            return ORDER[i];
+        }
+        i += 1;
+    }
     "none"
-};
+}
 
 /// The collector's settings. Build one with [`Config::new`] or
 /// [`Config::from_env`], adjust it, then [`Config::apply`] it.
@@ -535,6 +551,20 @@ fn cstr_static(c: &'static std::ffi::CStr) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::default_dirty_source;
+
+    #[test]
+    fn card_is_never_the_default() {
+        // Only `card` (or nothing) compiled in: stop-the-world, not a source
+        // that loses every write made without a barrier.
+        assert_eq!(default_dirty_source([false; 6]), "none");
+        assert_eq!(
+            default_dirty_source([false, false, false, false, true, false]),
+            "mprotect"
+        );
+        assert_eq!(default_dirty_source([true; 6]), "epml");
+    }
+
     use super::*;
 
     #[test]

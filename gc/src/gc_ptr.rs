@@ -55,6 +55,17 @@ fn alloc_collected(layout: Layout, kind: ObjectKind) -> *mut u8 {
     runtime::ensure_heap();
     crate::global_alloc::check_before_gc_allocation();
     runtime::register_current_thread();
+    if runtime::in_blocking() {
+        // The new object would be referenced only from frames the collector
+        // does not scan (below the stack pointer recorded at the region's
+        // entry), by a thread it does not stop.
+        runtime::fatal(format_args!(
+            "a collected object (Gc::new, Gc::from_slice, alloc_noscan) was allocated inside \
+             oohgc::blocking(..), whose frames the collector does not scan: it could be freed \
+             while in use. Allocate it before the blocking region (Box/Vec/String allocation \
+             inside the region is fine)"
+        ));
+    }
     let p = oohgc_allocator::alloc(layout.size(), layout.align(), kind);
     if p.is_null() {
         std::alloc::handle_alloc_error(layout);

@@ -144,7 +144,17 @@ pub fn write_barrier(slot: *const u8) {
 /// Run `f` in a blocking region: the collector does not wait for this
 /// thread to stop while `f` runs (use it around long system calls); `f`
 /// must not touch `Gc` objects it did not already hold.
+///
+/// Checked: a `Gc` allocated inside `f` (`Gc::new`, `alloc_noscan`, ...)
+/// ends the process with a message naming the mistake (its only reference
+/// would be in frames nobody scans, and a sweep could free it at once).
+/// `Box`/`Vec`/`String` allocation inside `f` is safe: such blocks are never
+/// swept and are roots until freed.
+/// Not checked: pointer stores into the heap from inside `f` (no cost-free
+/// way to see them); they are the "must not touch" above.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let _g = oohgc_barriers::enter_blocking();
-    f()
+    runtime::as_blocking_mutator(|| {
+        let _g = oohgc_barriers::enter_blocking();
+        f()
+    })
 }

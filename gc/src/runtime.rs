@@ -41,6 +41,12 @@ pub(crate) static DISABLED: AtomicUsize = AtomicUsize::new(0);
 enum ThreadRole {
     Unknown,
     Mutator,
+    /// A mutator inside [`crate::blocking`]: not stopped by pauses, so it
+    /// must not allocate collected objects (see `gc_ptr::alloc_collected`).
+    /// Its `GcAllocator` blocks take the slow path and are safe: `Manual`
+    /// blocks are never swept and are roots until freed, and the heap's
+    /// allocation path is built to run beside a sweep.
+    MutatorInBlocking,
     /// Collector-internal: never stopped, never scanned, never registered.
     Internal,
 }
@@ -99,6 +105,31 @@ fn alloc_route_slow() -> AllocRoute {
     }
     register_current_thread();
     AllocRoute::Heap
+}
+
+/// Run `f` with this thread marked as inside [`crate::blocking`] (nested
+/// calls keep the outer marking).
+pub(crate) fn as_blocking_mutator<R>(f: impl FnOnce() -> R) -> R {
+    register_current_thread();
+    let old = ROLE.with(|r| r.get());
+    if old == ThreadRole::Mutator {
+        ROLE.with(|r| r.set(ThreadRole::MutatorInBlocking));
+    }
+    struct Restore(ThreadRole);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = self.0;
+            ROLE.with(|r| r.set(old));
+        }
+    }
+    let _restore = Restore(old);
+    f()
+}
+
+/// Whether this thread is inside [`crate::blocking`].
+#[inline]
+pub(crate) fn in_blocking() -> bool {
+    ROLE.with(|r| r.get()) == ThreadRole::MutatorInBlocking
 }
 
 thread_local! {
@@ -243,6 +274,13 @@ pub(crate) fn start_collector_or_die() {
 
 fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     let primary = open_primary_source(cfg)?;
+    if primary.name() == "card" {
+        eprint_line(format_args!(
+            "oohgc: dirty source `card` is sound only if every pointer store into the heap calls \
+             oohgc::write_barrier (std collections, Mutex and RefCell do not); a store without it \
+             can free a live object (OOHGC_VERIFY=1 aborts on one)"
+        ));
+    }
     let Some(second) = cfg.cross_check else {
         return Ok(primary);
     };
@@ -378,7 +416,7 @@ pub(crate) fn become_internal_thread() {
 
 /// Whether the caller is a registered mutator (its own stack is a root).
 pub(crate) fn current_thread_is_mutator() -> bool {
-    ROLE.with(|r| r.get() == ThreadRole::Mutator)
+    ROLE.with(|r| matches!(r.get(), ThreadRole::Mutator | ThreadRole::MutatorInBlocking))
 }
 
 /// Whether the caller is a collector-internal thread.
