@@ -113,6 +113,8 @@ struct Cycle {
     stack: Option<MarkStack>,
     mark_cache: Option<MarkCache>,
     statics: Ranges,
+    /// The libraries generation `statics` was listed at.
+    statics_generation: u64,
     dirty: RawVec<(usize, usize)>,
     count: u64,
 }
@@ -121,6 +123,7 @@ static CYCLE: Mutex<Cycle> = Mutex::new(Cycle {
     stack: None,
     mark_cache: None,
     statics: RawVec::new(),
+    statics_generation: 0,
     dirty: RawVec::new(),
     count: 0,
 });
@@ -224,7 +227,9 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     };
     let stack = c.stack.get_or_insert_with(MarkStack::new);
     let t0 = Instant::now();
-    roots::static_segments(&mut c.statics);
+    // Held until the restart: no library is unloaded under the scan.
+    let libraries = roots::lock_libraries();
+    c.statics_generation = roots::list_static_segments(&libraries, &mut c.statics);
     // Empties the marked-base cache: before the pause, not inside it.
     let marks = HeapMarks::new(&mut c.mark_cache);
     cs.arm_ns = ns(t0.elapsed());
@@ -309,6 +314,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     drop(weak_guard);
     drop(fin);
     drop(tracking);
+    drop(libraries);
     finish_cycle(c, &mut cs, &cfg, swept, budget_from);
 }
 
@@ -485,7 +491,8 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // 2. Initial mark: thread stacks and registers are not tracked by the
     // dirty source, so read them in a short pause (only marking what they
     // point to directly; the tracing happens concurrently below).
-    roots::static_segments(&mut c.statics);
+    let libraries = roots::lock_libraries();
+    c.statics_generation = roots::list_static_segments(&libraries, &mut c.statics);
     let mut m = Marker::new(stack, HeapMarks::new(&mut c.mark_cache));
     {
         let i0 = Instant::now();
@@ -497,6 +504,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     // Concurrent mark from the stack roots found above and everything else.
     let t1 = Instant::now();
     roots::scan_global_roots(&mut m, &c.statics);
+    drop(libraries);
     roots::mark_manual_objects(&mut m);
     finalize::mark_pending_concurrently(&mut m);
     m.drain();
@@ -556,6 +564,11 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     cs.preclean_ns = ns(t2.elapsed());
 
     // 4. Final pause. Locks first (see each): no stopped thread may hold one.
+    // The libraries lock: no `dlopen`/`dlclose` until the restart, and the
+    // segment list is made again if one ran since the initial mark (a
+    // library loaded meanwhile is scanned in this pause).
+    let libraries = roots::lock_libraries();
+    roots::refresh_static_segments(&libraries, &mut c.statics, &mut c.statics_generation);
     let tracking = runtime::lock_tracking();
     let mut fin = finalize::lock_table();
     let mut weak_guard = weak::lock_table();
@@ -598,6 +611,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     drop(weak_guard);
     drop(fin);
     drop(tracking);
+    drop(libraries);
     if let Err(e) = src.disarm() {
         runtime::eprint_line(format_args!(
             "oohgc: disarming `{}` failed: {e}",
@@ -726,8 +740,13 @@ pub(crate) fn on_budget_exceeded() {
         return;
     }
     // A cycle is under way and the mutators spent their pacing allowance:
-    // hurry the cycle to its final pause and wait for it (pacing).
+    // hurry the cycle to its final pause and wait for it (pacing) — unless
+    // this thread is inside `dlopen`/`dlclose`: the cycle's final pause
+    // waits for the libraries lock it holds.
     HURRY.store(true, std::sync::atomic::Ordering::Release);
+    if roots::this_thread_holds_libraries_lock() {
+        return;
+    }
     let target = sh.completed + 1;
     let _b = oohgc_barriers::enter_blocking();
     while sh.completed < target && (sh.running || sh.requested) {
@@ -742,6 +761,17 @@ pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
         || runtime::current_thread_is_internal()
     {
         return false;
+    }
+    if roots::this_thread_holds_libraries_lock() {
+        // Inside `dlopen`/`dlclose`: a running cycle may be waiting for the
+        // libraries lock this thread holds, so only collect if none runs.
+        return match CYCLE.try_lock() {
+            Ok(g) => {
+                run_stw_locked(g, CycleReason::OutOfMemory, Sweep::InPause);
+                true
+            }
+            Err(_) => false,
+        };
     }
     run_stw(CycleReason::OutOfMemory);
     true

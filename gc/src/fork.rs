@@ -2,7 +2,7 @@
 //!
 //! Before the fork, the forking thread takes every lock of the collector and
 //! of the heap, in the one order every other path respects: the cycle, the
-//! heap's growth lock (the chunk hook runs under it and takes the tracking
+//! libraries lock (`dlopen`/`dlclose`), the heap's growth lock (the chunk hook runs under it and takes the tracking
 //! lock), tracking, finalization, weak references, user roots, statistics,
 //! and last the heap lock. No lock is then inherited held by a thread that
 //! does not exist in the child; all are released in the parent and in the
@@ -18,6 +18,7 @@ use std::sync::Once;
 /// Everything held across a fork by the forking thread.
 struct Held {
     _cycle: crate::collector::ForkGuard,
+    _libraries: crate::roots::LibrariesGuard,
     _growth: Growth,
     _tracking: std::sync::MutexGuard<'static, oohgc_dirty::raw_vec::RawVec<(usize, usize)>>,
     _finalize: crate::finalize::FinalizeGuard,
@@ -61,6 +62,7 @@ extern "C" fn prepare() {
     // Fields are evaluated, so locks taken, in the order written.
     let held = Held {
         _cycle: crate::collector::lock_for_fork(),
+        _libraries: crate::roots::lock_libraries(),
         _growth: Growth::acquire(),
         _tracking: crate::runtime::lock_tracking(),
         _finalize: crate::finalize::lock_table(),

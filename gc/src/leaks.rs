@@ -38,7 +38,8 @@ static REPORTED: Mutex<RawVec<usize>> = Mutex::new(RawVec::new());
 pub(crate) fn report_cycle(cycle: u64) {
     let mut stack = MarkStack::with_capacity(1 << 20);
     let mut statics = RawVec::new();
-    roots::static_segments(&mut statics);
+    let libraries = roots::lock_libraries();
+    roots::list_static_segments(&libraries, &mut statics);
     let mut visited = VisitBitmap::new();
     let mut leaks: RawVec<(usize, usize)> = RawVec::new();
     {
@@ -63,6 +64,7 @@ pub(crate) fn report_cycle(cycle: u64) {
         drop(guard);
         drop(fin);
     }
+    drop(libraries);
     let backtraces = crate::alloc_sites::capturing();
     let symbolizer = (backtraces && !leaks.is_empty())
         .then(|| crate::runtime::with_system_allocator(crate::symbolize::Symbolizer::new));

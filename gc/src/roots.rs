@@ -7,10 +7,23 @@
 //! after relocation). `dl_iterate_phdr` takes the loader's lock, so the list
 //! is made *before* the world is stopped: a stopped thread may hold that lock.
 //! All storage is raw mmap ([`RawVec`]); nothing here allocates from the heap.
+//!
+//! **Libraries loaded and unloaded during a cycle.** `dlopen`/`dlclose`
+//! (interposed: `interpose::dl`) run under the *libraries lock*
+//! ([`lock_libraries`]) and bump a generation. The collector holds that lock
+//! while it lists the segments and scans them, concurrently or in a pause
+//! (taken before the world stops, so no stopped thread holds it), and
+//! before a pause lists the segments again if the generation moved since its
+//! list. So no segment it scans is unmapped under it, and a library loaded
+//! mid-cycle is scanned entirely in that cycle's final pause. The lock is
+//! re-entrant per thread: a library constructor that allocates may start a
+//! stop-the-world collection on its own thread.
 
 use crate::mark::{MarkSet, Marker};
 use oohgc_dirty::raw_vec::RawVec;
-use std::sync::Mutex;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Address ranges `[start, end)` to scan.
 pub(crate) type Ranges = RawVec<(usize, usize)>;
@@ -52,8 +65,78 @@ pub fn remove_roots(start: *const u8) -> bool {
     }
 }
 
+/// Serialises `dlopen`/`dlclose` with the collector's use of the segment list.
+static LIBRARIES: Mutex<()> = Mutex::new(());
+/// Bumped by every `dlopen`/`dlclose` (under [`LIBRARIES`]).
+static LIBRARIES_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// How deep this thread holds [`LIBRARIES`] (it is re-entrant).
+    static LIBRARIES_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The libraries lock, held; released on drop (on the same thread).
+pub(crate) struct LibrariesGuard {
+    _outermost: Option<MutexGuard<'static, ()>>,
+    _not_send: std::marker::PhantomData<*mut ()>,
+}
+
+impl Drop for LibrariesGuard {
+    fn drop(&mut self) {
+        LIBRARIES_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Take the libraries lock (see the module doc); re-entrant.
+pub(crate) fn lock_libraries() -> LibrariesGuard {
+    let outermost = LIBRARIES_DEPTH.with(|d| {
+        let depth = d.get();
+        d.set(depth + 1);
+        depth == 0
+    });
+    LibrariesGuard {
+        _outermost: outermost.then(|| LIBRARIES.lock().unwrap_or_else(|p| p.into_inner())),
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// Whether this thread is inside `dlopen`/`dlclose` or otherwise holds the
+/// libraries lock (it must then never wait for a cycle: the cycle may wait
+/// for the lock).
+pub(crate) fn this_thread_holds_libraries_lock() -> bool {
+    LIBRARIES_DEPTH.with(|d| d.get() > 0)
+}
+
+/// Record that the set of loaded objects changed (caller holds the lock).
+pub(crate) fn libraries_changed() {
+    LIBRARIES_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The segment list of the loaded objects, made again only if a library
+/// was loaded or unloaded since `out` was made (its generation is in
+/// `generation`). The caller holds the libraries lock.
+pub(crate) fn refresh_static_segments(
+    _held: &LibrariesGuard,
+    out: &mut Ranges,
+    generation: &mut u64,
+) {
+    let now = LIBRARIES_GENERATION.load(Ordering::Acquire);
+    if now != *generation {
+        static_segments(out);
+        *generation = now;
+    }
+}
+
+/// Make the segment list afresh; returns its generation. The caller holds
+/// the libraries lock.
+pub(crate) fn list_static_segments(_held: &LibrariesGuard, out: &mut Ranges) -> u64 {
+    let now = LIBRARIES_GENERATION.load(Ordering::Acquire);
+    static_segments(out);
+    now
+}
+
 /// Collect the writable, non-RELRO `PT_LOAD` ranges of every loaded object.
-pub(crate) fn static_segments(out: &mut Ranges) {
+fn static_segments(out: &mut Ranges) {
     out.clear();
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,

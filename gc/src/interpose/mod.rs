@@ -14,16 +14,16 @@
 //! assembly) and glibc's internal calls (which use hidden aliases) do not
 //! come here.
 
+mod dl;
+
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// A lazily resolved pointer to the real (next) definition of a C symbol.
-#[allow(dead_code)] // until the first interposed function lands
 pub(crate) struct RealFn {
     name: &'static std::ffi::CStr,
     ptr: AtomicPtr<libc::c_void>,
 }
 
-#[allow(dead_code)]
 impl RealFn {
     /// The next definition of `name` (NUL-terminated) after ours.
     pub(crate) const fn new(name: &'static std::ffi::CStr) -> RealFn {

@@ -1,0 +1,145 @@
+//! Libraries loaded and unloaded while concurrent cycles run: a library
+//! whose `static` holds the only pointer to a `Gc` object is `dlopen`ed,
+//! handed the pointer, and `dlclose`d again, over and over. The object must
+//! survive while the library holds it (its writable segments are roots in
+//! the cycle that loaded it), and a cycle must never scan a library that
+//! was unloaded under it (a crash).
+//!
+//! The library is C, compiled by the system's `cc` into the test's
+//! temporary directory.
+
+mod common;
+
+use oohgc::Gc;
+use std::ffi::CString;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[global_allocator]
+static GC: oohgc::GcAllocator = oohgc::GcAllocator;
+
+const LIBRARY_SOURCE: &str = r#"
+static void *slot;
+static unsigned long padding[4096]; /* a data segment of several pages */
+void gcslot_set(void *p) { slot = p; padding[0] = (unsigned long)p; }
+void *gcslot_take(void) { void *p = slot; slot = 0; padding[0] = 0; return p; }
+"#;
+
+fn build_library() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oohgc-dlopen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("gcslot.c");
+    let lib = dir.join("libgcslot.so");
+    std::fs::write(&src, LIBRARY_SOURCE).unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (`cc`) is needed to build the test library");
+    assert!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
+
+struct Library {
+    handle: *mut libc::c_void,
+    set: unsafe extern "C" fn(*const u8),
+    take: unsafe extern "C" fn() -> *const u8,
+}
+
+impl Library {
+    fn open(path: &CString) -> Library {
+        // SAFETY: loading our own small library; symbols looked up by name
+        // have the signatures declared in LIBRARY_SOURCE.
+        unsafe {
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!handle.is_null(), "dlopen failed");
+            let set = libc::dlsym(handle, c"gcslot_set".as_ptr());
+            let take = libc::dlsym(handle, c"gcslot_take".as_ptr());
+            assert!(!set.is_null() && !take.is_null());
+            Library {
+                handle,
+                set: std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*const u8)>(set),
+                take: std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> *const u8>(
+                    take,
+                ),
+            }
+        }
+    }
+
+    fn close(self) {
+        // SAFETY: a handle from dlopen, closed once; nothing of it is used after.
+        assert_eq!(unsafe { libc::dlclose(self.handle) }, 0);
+    }
+}
+
+/// Give the library the only pointer to a fresh object (made in a frame of
+/// its own so no copy stays on this stack).
+#[inline(never)]
+fn hand_over(lib: &Library, seed: u64) {
+    let g = Gc::new([seed; 32]);
+    // SAFETY: the library stores the pointer in its static.
+    unsafe { (lib.set)(Gc::as_ptr(&g).cast()) };
+}
+
+#[inline(never)]
+fn clobber_stack() {
+    let mut buf = [0u64; 4096];
+    black_box(&mut buf);
+}
+
+#[test]
+fn libraries_loaded_and_unloaded_during_cycles() {
+    oohgc::Config::from_env()
+        .unwrap()
+        .verify(true)
+        .initial_heap(1 << 20)
+        .apply()
+        .unwrap();
+    oohgc::init().unwrap();
+    let path = CString::new(build_library().into_os_string().into_encoded_bytes()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let driver = std::thread::spawn(move || {
+        let mut cycles = 0u64;
+        while !s2.load(Ordering::Acquire) {
+            if oohgc::start_cycle() {
+                oohgc::wait_for_cycles(1);
+            } else {
+                oohgc::collect();
+            }
+            cycles += 1;
+        }
+        cycles
+    });
+    let before = oohgc::stats().cycles;
+    for round in 0..300u64 {
+        let lib = Library::open(&path);
+        hand_over(&lib, round);
+        clobber_stack();
+        // Garbage that reuses freed memory, while cycles run.
+        common::churn(2);
+        // SAFETY: the library returns the pointer it was handed.
+        let p = unsafe { (lib.take)() } as *const [u64; 32];
+        // SAFETY: the object must still be alive: the library held it.
+        let value = unsafe { *p };
+        assert_eq!(
+            value, [round; 32],
+            "round {round}: the object the library held was freed"
+        );
+        lib.close();
+    }
+    stop.store(true, Ordering::Release);
+    let cycles = driver.join().unwrap();
+    assert!(
+        cycles > 10,
+        "too few cycles ran beside the libraries: {cycles}"
+    );
+    assert!(oohgc::stats().cycles > before);
+}
