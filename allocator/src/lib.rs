@@ -73,6 +73,6 @@ pub use object_map::{
 pub use page_pool::{for_each_chunk, set_chunk_hook, set_discard_hook};
 pub use size_class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{committed_bytes, stats, HeapStats};
-pub use sweep::{sweep, SweepStats};
+pub use sweep::{fork_acquire_sweeps, fork_release_sweeps, sweep, SweepStats};
 pub use thread_cache::flush_current_thread_cache;
 pub use trigger::{allocated_since_reset, reset_allocation_counter, set_budget, set_hooks, Hooks};

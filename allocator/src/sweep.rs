@@ -41,6 +41,21 @@ pub struct SweepStats {
 /// long sweep does not stall allocating threads' slow paths).
 static SWEEP_LOCK: RawLock = RawLock::new();
 
+/// Wait for a running sweep and hold sweeps off until
+/// [`fork_release_sweeps`]: a `fork()` child must not inherit the sweep
+/// lock held by a thread that does not exist there. A sweep may run while
+/// the collector holds its pause locks, so take this after those and before
+/// the heap lock.
+pub fn fork_acquire_sweeps() {
+    SWEEP_LOCK.lock();
+}
+
+/// Undo [`fork_acquire_sweeps`] (parent and child: the forking thread owns
+/// the lock in both).
+pub fn fork_release_sweeps() {
+    SWEEP_LOCK.unlock();
+}
+
 /// Reclaims every unmarked Managed/ManagedNoScan object.
 pub fn sweep() -> SweepStats {
     let mut st = SweepStats::default();

@@ -119,14 +119,32 @@ struct Cycle {
     count: u64,
 }
 
-static CYCLE: Mutex<Cycle> = Mutex::new(Cycle {
+/// A cycle's state before it starts.
+const FRESH_CYCLE: Cycle = Cycle {
     stack: None,
     mark_cache: None,
     statics: RawVec::new(),
     statics_generation: 0,
     dirty: RawVec::new(),
     count: 0,
-});
+};
+
+static CYCLE: Mutex<Cycle> = Mutex::new(FRESH_CYCLE);
+/// A fork child's cycle state when the fork happened in the middle of a
+/// concurrent cycle: [`CYCLE`] stays locked there by a collector thread
+/// that does not exist in the child (see [`reset_after_fork`]).
+static CHILD_CYCLE: Mutex<Cycle> = Mutex::new(FRESH_CYCLE);
+static CYCLE_ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The cycle state's lock: [`CYCLE`], or [`CHILD_CYCLE`] in a fork child
+/// whose parent was mid-cycle.
+fn cycle_lock() -> &'static Mutex<Cycle> {
+    if CYCLE_ABANDONED.load(std::sync::atomic::Ordering::Relaxed) {
+        &CHILD_CYCLE
+    } else {
+        &CYCLE
+    }
+}
 
 /// State shared with the collector thread.
 struct Shared {
@@ -170,7 +188,7 @@ pub fn try_collect(timeout: Duration) -> bool {
     runtime::start_collector_or_die();
     let deadline = Instant::now() + timeout;
     loop {
-        match CYCLE.try_lock() {
+        match cycle_lock().try_lock() {
             Ok(g) => {
                 run_stw_locked(g, CycleReason::Explicit, Sweep::InPause);
                 return true;
@@ -196,7 +214,7 @@ fn run_stw(reason: CycleReason) {
     // a blocking region so the pause of that cycle does not wait for us.
     let g = {
         let _b = oohgc_barriers::enter_blocking();
-        lock(&CYCLE)
+        lock(cycle_lock())
     };
     run_stw_locked(g, reason, Sweep::InPause);
 }
@@ -438,7 +456,7 @@ fn collector_thread() {
             sh.requested = false;
             sh.running = true;
         }
-        let cycle = lock(&CYCLE);
+        let cycle = lock(cycle_lock());
         if runtime::concurrent_ok() {
             run_concurrent_locked(cycle, CycleReason::Budget);
         } else {
@@ -765,7 +783,7 @@ pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
     if roots::this_thread_holds_libraries_lock() {
         // Inside `dlopen`/`dlclose`: a running cycle may be waiting for the
         // libraries lock this thread holds, so only collect if none runs.
-        return match CYCLE.try_lock() {
+        return match cycle_lock().try_lock() {
             Ok(g) => {
                 run_stw_locked(g, CycleReason::OutOfMemory, Sweep::InPause);
                 true
@@ -778,30 +796,49 @@ pub(crate) fn on_out_of_memory(_bytes: usize) -> bool {
 }
 
 /// In a fork child: the collector thread does not exist there (called after
-/// the fork guards are released).
+/// the fork guards are released). If the fork happened while a concurrent
+/// cycle was marking or precleaning, that cycle is abandoned: its state
+/// stays behind a lock nobody will release, the child starts from fresh
+/// state, and allocate-black goes off (the child's cycles run
+/// stop-the-world and clear all marks in their pause; see `fork`).
 pub(crate) fn reset_after_fork() {
     let mut sh = lock(&SHARED);
     sh.thread_started = false;
     sh.running = false;
     sh.requested = false;
+    drop(sh);
+    if matches!(CYCLE.try_lock(), Err(std::sync::TryLockError::WouldBlock)) {
+        CYCLE_ABANDONED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    HURRY.store(false, std::sync::atomic::Ordering::Relaxed);
+    heap::set_allocate_black(false);
+    heap::reset_allocation_counter();
+    let cfg = runtime::config();
+    heap::set_budget(next_budget(&cfg, runtime::live_estimate()));
 }
 
-/// The cycle lock and the collector-thread state, held across `fork()`.
+/// The collector-thread state, held across `fork()`. Not the cycle lock:
+/// a concurrent cycle holds that from its start to its end, and a program
+/// that forks often would stall for whole cycles. What a cycle holds only
+/// for a moment (the pause's locks, a sweep's lock) the fork handler takes
+/// itself; what is left is the marking state, which the child abandons.
 pub(crate) struct ForkGuard {
-    _cycle: MutexGuard<'static, Cycle>,
     _shared: MutexGuard<'static, Shared>,
 }
 
-/// `fork` prepare handler: wait for any cycle to end and hold its locks.
+/// `fork` prepare handler: hold the collector-thread state.
 pub(crate) fn lock_for_fork() -> ForkGuard {
-    let cycle = {
-        let _b = oohgc_barriers::enter_blocking();
-        lock(&CYCLE)
-    };
     ForkGuard {
-        _cycle: cycle,
         _shared: lock(&SHARED),
     }
+}
+
+/// Whether a cycle is requested or running on the collector thread (for
+/// tests: a fork must not wait for it).
+#[doc(hidden)]
+pub fn cycle_in_progress() -> bool {
+    let sh = lock(&SHARED);
+    sh.running || sh.requested
 }
 
 /// Ask the collector thread to start a concurrent cycle now, without

@@ -47,12 +47,12 @@ mod symbolize;
 mod verify;
 mod weak;
 
-#[doc(hidden)]
-pub use collector::inject_preclean_harvest_failures;
 pub use collector::{
     collect, start_cycle, try_collect, wait_for_cycles, MAX_PRECLEAN_ROUNDS, PACING_BUDGETS,
     PRECLEAN_ENOUGH_PAGES, PRECLEAN_PATIENCE,
 };
+#[doc(hidden)]
+pub use collector::{cycle_in_progress, inject_preclean_harvest_failures};
 pub use config::{Config, ConfigError};
 pub use finalize::{finalizer_panics, run_finalizers};
 pub use gc_ptr::{alloc_noscan, Gc, NoPointers};

@@ -197,6 +197,12 @@ pub(crate) fn global_allocator_required() -> bool {
     REQUIRE_GLOBAL_ALLOCATOR.load(Ordering::Relaxed)
 }
 
+/// The configuration lock, held across `fork()` (a leaf lock: nothing is
+/// taken while it is held).
+pub(crate) fn lock_config() -> std::sync::MutexGuard<'static, Config> {
+    CONFIG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The current configuration.
 pub(crate) fn config() -> Config {
     *CONFIG.lock().unwrap_or_else(|p| p.into_inner())
@@ -320,8 +326,18 @@ fn open_primary_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> 
     }
 }
 
-/// The active dirty source, once the collector has started.
+/// Set in a fork child: the dirty source's kernel objects (a userfaultfd,
+/// its handler thread) belong to the parent — an inherited userfaultfd
+/// still acts on the *parent's* address space — so the child never calls
+/// the source again, not even to track or discard memory.
+static SOURCE_DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// The active dirty source, once the collector has started (none in a fork
+/// child).
 pub(crate) fn dirty_source() -> Option<&'static dyn DirtySource> {
+    if SOURCE_DETACHED.load(Ordering::Acquire) {
+        return None;
+    }
     SOURCE.get().map(|b| &**b)
 }
 
@@ -347,8 +363,8 @@ pub(crate) fn lock_tracking(
 /// Heap hook: new memory was committed.
 fn on_new_chunk(start: usize, len: usize) {
     let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(src) = SOURCE.get() {
-        track_locked(&mut tracked, &**src, start, len);
+    if let Some(src) = dirty_source() {
+        track_locked(&mut tracked, src, start, len);
     }
 }
 
@@ -356,7 +372,7 @@ fn on_new_chunk(start: usize, len: usize) {
 /// lock; the source's `discarded` takes only its own lock, which no holder
 /// keeps while waiting for the heap lock).
 fn on_discard(start: usize, len: usize) {
-    if let Some(src) = SOURCE.get() {
+    if let Some(src) = dirty_source() {
         if let Err(e) = PageRange::new(start, len).and_then(|r| src.discarded(r)) {
             if !TRACKING_BROKEN.swap(true, Ordering::AcqRel) {
                 eprint_line(format_args!(
@@ -435,6 +451,7 @@ fn on_thread_exit() {
 /// userfaultfd descriptor inherited across fork still acts on the parent's
 /// address space — so the child must never arm or harvest it.
 pub(crate) fn reset_after_fork() {
+    SOURCE_DETACHED.store(true, Ordering::Release);
     TRACKING_BROKEN.store(true, Ordering::Release);
     crate::collector::reset_after_fork();
     crate::finalize::reset_after_fork();
