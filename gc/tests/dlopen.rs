@@ -12,7 +12,6 @@ mod common;
 
 use oohgc::Gc;
 use std::ffi::CString;
-use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,12 +87,6 @@ fn hand_over(lib: &Library, seed: u64) {
     unsafe { (lib.set)(Gc::as_ptr(&g).cast()) };
 }
 
-#[inline(never)]
-fn clobber_stack() {
-    let mut buf = [0u64; 4096];
-    black_box(&mut buf);
-}
-
 #[test]
 fn libraries_loaded_and_unloaded_during_cycles() {
     oohgc::Config::from_env()
@@ -122,7 +115,7 @@ fn libraries_loaded_and_unloaded_during_cycles() {
     for round in 0..300u64 {
         let lib = Library::open(&path);
         hand_over(&lib, round);
-        clobber_stack();
+        common::clobber_stack();
         // Garbage that reuses freed memory, while cycles run.
         common::churn(2);
         // SAFETY: the library returns the pointer it was handed.

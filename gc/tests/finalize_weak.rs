@@ -216,6 +216,9 @@ fn weak_references_clear_when_and_only_when_the_target_is_gone() {
         Gc::downgrade(&Gc::new([4u64, 5, 6]))
     }
     let weak_dead = dead_weak();
+    // `dead_weak`'s frame held the target: wipe it, or a later frame's
+    // uninitialised slot may still hold the pointer when the stack is scanned.
+    common::clobber_stack();
     collect_many(4);
     assert_eq!(
         *weak_live
@@ -241,6 +244,7 @@ fn weak_references_clear_when_and_only_when_the_target_is_gone() {
         }
     }
     add_dead(&mut map);
+    common::clobber_stack();
     collect_many(4);
     map.retain(|_, w| w.upgrade().is_some());
     assert_eq!(map.len(), 50);

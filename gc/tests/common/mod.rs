@@ -128,6 +128,15 @@ pub fn churn(mb: usize) {
     }
 }
 
+/// Overwrite the dead stack below the caller: a conservative scan reads
+/// uninitialised slots of later frames, and a stale copy of a pointer left
+/// there by an earlier call would keep its target alive.
+#[inline(never)]
+pub fn clobber_stack() {
+    let mut buf = [0u64; 4096];
+    std::hint::black_box(&mut buf);
+}
+
 /// Collect `n` times with churn in between.
 pub fn collect_many(n: usize) {
     for _ in 0..n {
