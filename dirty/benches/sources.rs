@@ -124,7 +124,7 @@ fn drain(source: &dyn DirtySource) -> usize {
 pub fn bench_sources(c: &mut Criterion, names: &[&str]) {
     for &name in names {
         let Some(source) = open(name) else { continue };
-        let card = name == "card";
+        let card = oohgc_dirty::registry::capabilities_of(name).needs_barrier;
         let region = Region::new();
         source.track(region.range).unwrap();
         source.arm().unwrap();

@@ -194,6 +194,12 @@ pub trait DirtySource: Send + Sync {
         Ok(())
     }
 
+    /// What the source can see and needs (from its row in
+    /// [`crate::registry::SOURCES`]; a wrapper reports its inner source's).
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::registry::capabilities_of(self.name())
+    }
+
     /// A snapshot of the common counters.
     fn counters(&self) -> Counters;
 

@@ -27,6 +27,7 @@ pub mod contract;
 pub mod cross_check;
 pub mod pml;
 pub mod raw_vec;
+pub mod registry;
 pub mod service_thread;
 
 #[cfg(any(feature = "uffd", feature = "mprotect"))]
@@ -50,18 +51,10 @@ pub mod soft_dirty;
 pub mod uffd;
 
 pub use contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
-pub use select::{open, open_best, open_with, probe, OpenOptions};
+pub use registry::Capabilities;
+pub use select::{open, open_best, open_with, probe, sources_to_test, OpenOptions};
 pub use service_thread::set_service_thread_hook;
 
 /// Every source name [`open`] accepts, in the documented fallback order
-/// for "the best available".
-pub const SOURCE_NAMES: &[&str] = &[
-    "epml",
-    "spml",
-    "pagemap-scan",
-    "uffd",
-    "mprotect",
-    "soft-dirty",
-    "card",
-    "none",
-];
+/// for "the best available" (the rows of [`registry::SOURCES`]).
+pub const SOURCE_NAMES: &[&str] = &registry::names();

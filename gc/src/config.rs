@@ -28,36 +28,47 @@ use std::fmt;
 /// Every dirty-source name the collector accepts.
 pub const DIRTY_SOURCES: &[&str] = oohgc_dirty::SOURCE_NAMES;
 
-/// The source compiled in as the default (cargo feature), in the
-/// documented precedence order. Never `card`: it is sound only if every
-/// pointer store of the program calls [`crate::write_barrier`] (std's
-/// collections, `Mutex` and `RefCell` do not), so it must be named
+/// The source compiled in as the default (cargo feature): the first
+/// enabled default candidate in the dirty-source table's order
+/// (`oohgc_dirty::registry::SOURCES`: epml, spml, pagemap-scan, uffd,
+/// mprotect, soft-dirty, card, none). Never `card`: it is sound only if
+/// every pointer store of the program calls [`crate::write_barrier`]
+/// (std's collections, `Mutex` and `RefCell` do not), so it must be named
 /// explicitly; a build whose only source feature is `card` defaults to
 /// `none` (stop-the-world).
-pub const DEFAULT_DIRTY_SOURCE: &str = default_dirty_source([
+pub const DEFAULT_DIRTY_SOURCE: &str = default_dirty_source(&[
     cfg!(feature = "epml"),
     cfg!(feature = "spml"),
     cfg!(feature = "pagemap-scan"),
     cfg!(feature = "uffd"),
     cfg!(feature = "mprotect"),
     cfg!(feature = "soft-dirty"),
+    cfg!(feature = "card"),
+    cfg!(feature = "none"),
 ]);
 
-/// The first enabled source of epml, spml, pagemap-scan, uffd, mprotect,
-/// soft-dirty (in that order), else `none`.
-const fn default_dirty_source(enabled: [bool; 6]) -> &'static str {
-    const ORDER: [&str; 6] = [
-        "epml",
-        "spml",
-        "pagemap-scan",
-        "uffd",
-        "mprotect",
-        "soft-dirty",
-    ];
+/// This crate's source features, in the order of the flags above (checked
+/// against the table and Cargo.toml by a test).
+#[cfg(test)]
+const SOURCE_FEATURES: [&str; 8] = [
+    "epml",
+    "spml",
+    "pagemap-scan",
+    "uffd",
+    "mprotect",
+    "soft-dirty",
+    "card",
+    "none",
+];
+
+/// The first source of the table whose flag in `enabled` is set and that
+/// may be a default, else `none`.
+const fn default_dirty_source(enabled: &[bool; 8]) -> &'static str {
+    let rows = &oohgc_dirty::registry::SOURCES;
     let mut i = 0;
-    while i < ORDER.len() {
-        if enabled[i] {
-            return ORDER[i];
+    while i < rows.len() {
+        if enabled[i] && rows[i].capabilities.default_candidate {
+            return rows[i].name;
         }
         i += 1;
     }
@@ -557,12 +568,39 @@ mod tests {
     fn card_is_never_the_default() {
         // Only `card` (or nothing) compiled in: stop-the-world, not a source
         // that loses every write made without a barrier.
-        assert_eq!(default_dirty_source([false; 6]), "none");
+        let only = |name: &str| SOURCE_FEATURES.map(|f| f == name);
+        assert_eq!(default_dirty_source(&[false; 8]), "none");
+        assert_eq!(default_dirty_source(&only("card")), "none");
+        assert_eq!(default_dirty_source(&only("mprotect")), "mprotect");
+        assert_eq!(default_dirty_source(&[true; 8]), "epml");
+    }
+
+    /// The flags of `DEFAULT_DIRTY_SOURCE` follow the table's rows, and this
+    /// crate's cargo features are exactly the table's sources.
+    #[test]
+    fn source_features_follow_the_table() {
+        let rows = &oohgc_dirty::registry::SOURCES;
+        for (i, f) in SOURCE_FEATURES.iter().enumerate() {
+            assert_eq!(*f, rows[i].name, "flag {i} of DEFAULT_DIRTY_SOURCE");
+        }
+        let manifest = include_str!("../Cargo.toml");
+        let start = manifest.find("[features]").unwrap();
+        let rest = &manifest[start + "[features]".len()..];
+        let section = &rest[..rest.find("\n[").unwrap_or(rest.len())];
+        let mut listed: Vec<&str> = section
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .filter(|k| *k != "default")
+            .collect();
+        listed.sort_unstable();
+        let mut expected = SOURCE_FEATURES.to_vec();
+        expected.sort_unstable();
         assert_eq!(
-            default_dirty_source([false, false, false, false, true, false]),
-            "mprotect"
+            listed, expected,
+            "oohgc's [features] and the source table disagree"
         );
-        assert_eq!(default_dirty_source([true; 6]), "epml");
+        assert_eq!(DIRTY_ALLOWED, oohgc_dirty::SOURCE_NAMES.join(", "));
     }
 
     use super::*;

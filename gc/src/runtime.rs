@@ -280,11 +280,12 @@ pub(crate) fn start_collector_or_die() {
 
 fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     let primary = open_primary_source(cfg)?;
-    if primary.name() == "card" {
+    if primary.capabilities().needs_barrier {
         eprint_line(format_args!(
-            "oohgc: dirty source `card` is sound only if every pointer store into the heap calls \
+            "oohgc: dirty source `{}` is sound only if every pointer store into the heap calls \
              oohgc::write_barrier (std collections, Mutex and RefCell do not); a store without it \
-             can free a live object (OOHGC_VERIFY=1 aborts on one)"
+             can free a live object (OOHGC_VERIFY=1 aborts on one)",
+            primary.name()
         ));
     }
     let Some(second) = cfg.cross_check else {
@@ -306,11 +307,12 @@ fn open_primary_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> 
         Ok(s) => Ok(s),
         Err(e) if cfg.dirty_source_explicit => Err(InitError::DirtySource(e.to_string())),
         Err(e) => {
-            // Documented fallback for the default: the next available source
-            // in SOURCE_NAMES order, skipping `card` (it needs a barrier in
-            // every store of the program), ending at `none`.
-            for name in crate::config::DIRTY_SOURCES.iter().copied() {
-                if name == cfg.dirty_source || name == "card" {
+            // Documented fallback for the default: the next available
+            // default candidate in table order (never a source that needs a
+            // barrier in every store of the program), ending at `none`.
+            for row in oohgc_dirty::registry::SOURCES.iter() {
+                let name = row.name;
+                if name == cfg.dirty_source || !row.capabilities.default_candidate {
                     continue;
                 }
                 if let Ok(s) = oohgc_dirty::open_with(name, &opts) {
@@ -344,7 +346,7 @@ pub(crate) fn dirty_source() -> Option<&'static dyn DirtySource> {
 /// Whether budget cycles run concurrently: there is a dirty source other
 /// than `none` and it tracks the whole heap.
 pub(crate) fn concurrent_ok() -> bool {
-    tracking_ok() && dirty_source().is_some_and(|s| s.name() != "none")
+    tracking_ok() && dirty_source().is_some_and(|s| !s.capabilities().tracks_nothing)
 }
 
 /// Whether cycles may trust the dirty source (it tracks the whole heap).

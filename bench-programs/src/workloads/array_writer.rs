@@ -158,7 +158,7 @@ pub fn run(source: &str, size: Size, knobs: &Knobs) -> Result<(u64, Figures), St
     }
 
     let dirty: Box<dyn DirtySource> = oohgc_dirty::open(source).map_err(|e| e.to_string())?;
-    let card = dirty.name() == "card";
+    let card = dirty.capabilities().needs_barrier;
     let range = PageRange::new(region.ptr as usize, len).map_err(|e| e.to_string())?;
     dirty.track(range).map_err(|e| e.to_string())?;
     dirty.arm().map_err(|e| e.to_string())?;
