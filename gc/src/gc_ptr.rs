@@ -53,18 +53,8 @@ no_pointers!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64, bool, c
 /// `handle_alloc_error` on failure.
 fn alloc_collected(layout: Layout, kind: ObjectKind) -> *mut u8 {
     runtime::ensure_heap();
-    crate::global_alloc::check_before_gc_allocation();
-    runtime::register_current_thread();
-    if runtime::in_blocking() {
-        // The new object would be referenced only from frames the collector
-        // does not scan (below the stack pointer recorded at the region's
-        // entry), by a thread it does not stop.
-        runtime::fatal(format_args!(
-            "a collected object (Gc::new, Gc::from_slice, alloc_noscan) was allocated inside \
-             oohgc::blocking(..), whose frames the collector does not scan: it could be freed \
-             while in use. Allocate it before the blocking region (Box/Vec/String allocation \
-             inside the region is fine)"
-        ));
+    if !runtime::is_plain_mutator() {
+        runtime::admit_gc_allocation();
     }
     let p = oohgc_allocator::alloc(layout.size(), layout.align(), kind);
     if p.is_null() {

@@ -110,9 +110,8 @@ fn alloc_route_slow() -> AllocRoute {
 /// Run `f` with this thread marked as inside [`crate::blocking`] (nested
 /// calls keep the outer marking).
 pub(crate) fn as_blocking_mutator<R>(f: impl FnOnce() -> R) -> R {
-    register_current_thread();
     let old = ROLE.with(|r| r.get());
-    if old == ThreadRole::Mutator {
+    if matches!(old, ThreadRole::Unknown | ThreadRole::Mutator) {
         ROLE.with(|r| r.set(ThreadRole::MutatorInBlocking));
     }
     struct Restore(ThreadRole);
@@ -124,6 +123,39 @@ pub(crate) fn as_blocking_mutator<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(old);
     f()
+}
+
+/// Whether this thread is a registered mutator outside any blocking
+/// region: the common case, for which a collected allocation needs no
+/// check (see [`admit_gc_allocation`]).
+#[inline]
+pub(crate) fn is_plain_mutator() -> bool {
+    ROLE.with(|r| r.get()) == ThreadRole::Mutator
+}
+
+/// The checks before a collected allocation on a thread that is not a
+/// plain mutator (its first one, one inside `blocking`, an internal
+/// thread's): `GcAllocator` must be the global allocator (or the program
+/// opted out), the thread is registered, and it is not inside
+/// [`crate::blocking`]. A thread becomes a plain mutator only through an
+/// allocation routed by `GcAllocator` (so it is installed) or through these
+/// checks.
+#[cold]
+#[inline(never)]
+pub(crate) fn admit_gc_allocation() {
+    crate::global_alloc::check_before_gc_allocation();
+    register_current_thread();
+    if in_blocking() {
+        // The new object would be referenced only from frames the collector
+        // does not scan (below the stack pointer recorded at the region's
+        // entry), by a thread it does not stop.
+        fatal(format_args!(
+            "a collected object (Gc::new, Gc::from_slice, alloc_noscan) was allocated inside \
+             oohgc::blocking(..), whose frames the collector does not scan: it could be freed \
+             while in use. Allocate it before the blocking region (Box/Vec/String allocation \
+             inside the region is fine)"
+        ));
+    }
 }
 
 /// Whether this thread is inside [`crate::blocking`].
