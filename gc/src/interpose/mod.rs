@@ -14,16 +14,16 @@
 //! assembly) and glibc's internal calls (which use hidden aliases) do not
 //! come here.
 
+mod signal_masks;
+
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// A lazily resolved pointer to the real (next) definition of a C symbol.
-#[allow(dead_code)] // until the first interposed function lands
 pub(crate) struct RealFn {
     name: &'static std::ffi::CStr,
     ptr: AtomicPtr<libc::c_void>,
 }
 
-#[allow(dead_code)]
 impl RealFn {
     /// The next definition of `name` (NUL-terminated) after ours.
     pub(crate) const fn new(name: &'static std::ffi::CStr) -> RealFn {
@@ -69,7 +69,6 @@ impl RealFn {
 ///
 /// # Safety
 /// `mask` is null or points at a valid `sigset_t`.
-#[allow(dead_code)] // until the first interposed function lands
 pub(crate) unsafe fn open_collector_signals(
     mask: *const libc::sigset_t,
     scratch: &mut libc::sigset_t,
