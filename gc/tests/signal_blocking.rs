@@ -87,6 +87,9 @@ fn start_watchdog() {
     static WATCHDOG: Once = Once::new();
     WATCHDOG.call_once(|| {
         std::thread::spawn(|| {
+            // Collector-internal for the barriers: never stopped, so it
+            // fires even while a stop waits for ever.
+            oohgc_barriers::exclude_current_thread();
             std::thread::sleep(Duration::from_secs(60));
             let msg = b"signal_blocking: still running after 60 s: a collection is waiting \
                         for a thread that blocks the suspend signal\n";
@@ -403,13 +406,30 @@ fn unregistered_thread_in_sigsuspend_with_all_but_one_signal_blocked() {
     run_case(&CASE, false);
 }
 
-/// The suspend signal's bit in `/proc/self/task/<tid>/status`'s `SigBlk`.
+/// Whether the kernel's mask of the calling thread (`SigBlk` in
+/// `/proc/thread-self/status`) blocks `signal`. Does not allocate: it runs
+/// with signals blocked, when an allocation could wait for a collection
+/// that waits for this thread.
 fn kernel_blocks(signal: i32) -> bool {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
-    let mask = u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap();
+    let mut buf = [0u8; 4096];
+    // SAFETY: open/read/close of a procfs file into a stack buffer.
+    let len = unsafe {
+        let fd = libc::open(c"/proc/thread-self/status".as_ptr(), libc::O_RDONLY);
+        assert!(fd >= 0);
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    assert!(len > 0);
+    let text = &buf[..len as usize];
+    let key = b"SigBlk:\t";
+    let at = text.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let mask = text[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .fold(0u64, |m, &b| {
+            (m << 4) | u64::from((b as char).to_digit(16).unwrap())
+        });
     mask & (1 << (signal - 1)) != 0
 }
 
@@ -421,9 +441,18 @@ fn has(set: &libc::sigset_t, signal: i32) -> bool {
 
 #[test]
 fn a_thread_reads_back_the_mask_it_asked_for() {
+    start_watchdog();
     oohgc::collect();
     let suspend = oohgc_barriers::current_config().unwrap().suspend;
-    std::thread::spawn(move || {
+    // Checks made while signals are blocked are recorded, not asserted: a
+    // panic allocates, and must not run with the suspend signal blocked.
+    let checks = std::thread::spawn(move || {
+        let mut checks = [("", false); 16];
+        let mut n = 0;
+        let mut check = |what: &'static str, ok: bool| {
+            checks[n] = (what, ok);
+            n += 1;
+        };
         // SAFETY: all-zero sets are valid; every call gets valid sets and
         // changes only this thread's mask.
         unsafe {
@@ -432,52 +461,73 @@ fn a_thread_reads_back_the_mask_it_asked_for() {
             libc::sigaddset(&mut just_suspend, libc::SIGUSR2);
             let mut old: libc::sigset_t = core::mem::zeroed();
             *libc::__errno_location() = 4242;
-            assert_eq!(
-                libc::pthread_sigmask(libc::SIG_BLOCK, &just_suspend, &mut old),
-                0
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &just_suspend, &mut old);
+            check("pthread_sigmask(SIG_BLOCK) succeeds", rc == 0);
+            check("errno is kept", *libc::__errno_location() == 4242);
+            check(
+                "nothing was blocked before",
+                !has(&old, suspend) && !has(&old, libc::SIGUSR2),
             );
-            assert_eq!(*libc::__errno_location(), 4242, "errno changed");
-            assert!(!has(&old, suspend) && !has(&old, libc::SIGUSR2));
-            assert!(!kernel_blocks(suspend), "the suspend signal was blocked");
-            assert!(kernel_blocks(libc::SIGUSR2));
-            // Read back: what was asked.
+            check(
+                "the kernel keeps the suspend signal open",
+                !kernel_blocks(suspend),
+            );
+            check("the kernel blocks SIGUSR2", kernel_blocks(libc::SIGUSR2));
             let mut now: libc::sigset_t = core::mem::zeroed();
-            assert_eq!(
-                libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut now),
-                0
+            libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut now);
+            check(
+                "the mask read back is the one asked for",
+                has(&now, suspend) && has(&now, libc::SIGUSR2),
             );
-            assert!(has(&now, suspend) && has(&now, libc::SIGUSR2));
             // Save and restore through sigprocmask: still as asked.
             let mut saved: libc::sigset_t = core::mem::zeroed();
-            assert_eq!(libc::sigprocmask(libc::SIG_SETMASK, &old, &mut saved), 0);
-            assert!(has(&saved, suspend));
+            let rc = libc::sigprocmask(libc::SIG_SETMASK, &old, &mut saved);
+            check(
+                "the saved mask is the one asked for",
+                rc == 0 && has(&saved, suspend),
+            );
             let mut after: libc::sigset_t = core::mem::zeroed();
             libc::sigprocmask(libc::SIG_BLOCK, core::ptr::null(), &mut after);
-            assert!(!has(&after, suspend) && !has(&after, libc::SIGUSR2));
-            assert!(!kernel_blocks(libc::SIGUSR2));
+            check(
+                "SIG_SETMASK to the old mask forgets the request",
+                !has(&after, suspend)
+                    && !has(&after, libc::SIGUSR2)
+                    && !kernel_blocks(libc::SIGUSR2),
+            );
             libc::sigprocmask(libc::SIG_SETMASK, &saved, core::ptr::null_mut());
             libc::sigprocmask(libc::SIG_BLOCK, core::ptr::null(), &mut after);
-            assert!(has(&after, suspend) && has(&after, libc::SIGUSR2));
-            assert!(!kernel_blocks(suspend));
-            // Unblocking forgets it.
+            check(
+                "restoring the saved mask restores the request, not the block",
+                has(&after, suspend) && has(&after, libc::SIGUSR2) && !kernel_blocks(suspend),
+            );
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &just_suspend, core::ptr::null_mut());
             libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut after);
-            assert!(!has(&after, suspend) && !has(&after, libc::SIGUSR2));
-            // Errors are the real function's.
+            check(
+                "SIG_UNBLOCK forgets the request",
+                !has(&after, suspend) && !has(&after, libc::SIGUSR2),
+            );
             *libc::__errno_location() = 0;
-            assert_eq!(
-                libc::sigprocmask(12345, &just_suspend, core::ptr::null_mut()),
-                -1
+            let rc = libc::sigprocmask(12345, &just_suspend, core::ptr::null_mut());
+            check(
+                "sigprocmask reports the real error in errno",
+                rc == -1 && *libc::__errno_location() == libc::EINVAL,
             );
-            assert_eq!(*libc::__errno_location(), libc::EINVAL);
             *libc::__errno_location() = 7;
-            assert_eq!(
-                libc::pthread_sigmask(12345, &just_suspend, core::ptr::null_mut()),
-                libc::EINVAL
+            let rc = libc::pthread_sigmask(12345, &just_suspend, core::ptr::null_mut());
+            check(
+                "pthread_sigmask returns the real error, errno kept",
+                rc == libc::EINVAL && *libc::__errno_location() == 7,
             );
-            assert_eq!(*libc::__errno_location(), 7, "errno changed");
+            // Whatever happened above: nothing blocked any more.
+            let empty: libc::sigset_t = core::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, core::ptr::null_mut());
         }
+        (checks, n)
     })
     .join()
     .unwrap();
+    let (checks, n) = checks;
+    for (what, ok) in &checks[..n] {
+        assert!(ok, "{what}: failed");
+    }
 }
