@@ -42,15 +42,16 @@ fn word(seed: u64, i: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-/// Allocates a block for `seed` and publishes its hidden address in `slot`;
-/// no copy stays in this frame.
+/// Allocates a block for `seed` and publishes its address in `hold` and,
+/// hidden, in `slot`; no copy stays in this frame.
 #[inline(never)]
-fn publish_block(slot: &AtomicUsize, seed: u64) {
+fn publish_block(slot: &AtomicUsize, hold: &AtomicUsize, seed: u64) {
     let mut b: Block = [0; WORDS];
     for (i, w) in b.iter_mut().enumerate() {
         *w = word(seed, i);
     }
     let g = Gc::new(b);
+    hold.store(Gc::as_ptr(&g) as usize, Ordering::Release);
     slot.store(Gc::as_ptr(&g) as usize ^ HIDE, Ordering::Release);
 }
 
@@ -134,6 +135,10 @@ struct Case {
     seed: u64,
     /// The hidden block address, taken (zeroed) by the thread.
     slot: AtomicUsize,
+    /// The block's address in plain sight (this static is a root) until
+    /// the thread holds it: collections started meanwhile (other tests
+    /// allocate) must not free it before the test begins.
+    hold: AtomicUsize,
     /// Pipe: [read end, write end].
     pipe: [AtomicI32; 2],
     ready: AtomicBool,
@@ -150,6 +155,7 @@ impl Case {
             wait,
             seed,
             slot: AtomicUsize::new(0),
+            hold: AtomicUsize::new(0),
             pipe: [AtomicI32::new(-1), AtomicI32::new(-1)],
             ready: AtomicBool::new(false),
             damaged: AtomicU32::new(u32::MAX),
@@ -264,7 +270,7 @@ fn run_case(case: &'static Case, registered: bool) {
         // SAFETY: installing a handler that does nothing.
         unsafe { libc::signal(libc::SIGUSR1, on_sigusr1 as *const () as libc::sighandler_t) };
     }
-    publish_block(&case.slot, case.seed);
+    publish_block(&case.slot, &case.hold, case.seed);
 
     let given_up_before = oohgc::stats().threads_given_up;
     let mut std_thread = None;
@@ -291,6 +297,7 @@ fn run_case(case: &'static Case, registered: bool) {
     while !case.ready.load(Ordering::Acquire) {
         std::thread::yield_now();
     }
+    case.hold.store(0, Ordering::Release);
     clobber_stack();
 
     let start = Instant::now();
