@@ -35,7 +35,8 @@ type Block = [u64; WORDS];
 /// hence a root) does not keep the object alive.
 const HIDE: usize = 0x5a5a_5a5a_5a5a_5a5a;
 
-/// Collections each case runs while its thread waits.
+/// Collections each case runs while its thread waits (half of them
+/// concurrent where the dirty source allows).
 const CYCLES: usize = 30;
 
 fn word(seed: u64, i: usize) -> u64 {
@@ -301,9 +302,15 @@ fn run_case(case: &'static Case, registered: bool) {
     clobber_stack();
 
     let start = Instant::now();
-    for _ in 0..CYCLES {
+    for i in 0..CYCLES {
         common::churn(2);
-        oohgc::collect();
+        // Alternate stop-the-world and concurrent cycles (initial-mark and
+        // final pauses, driven by the dirty source) where the source has them.
+        if i % 2 == 1 && oohgc::start_cycle() {
+            oohgc::wait_for_cycles(1);
+        } else {
+            oohgc::collect();
+        }
     }
     let collecting = start.elapsed();
     let stats = oohgc::stats();
