@@ -5,9 +5,11 @@
 //!
 //! Cases: a registered thread (it allocated) and a never-registered one
 //! (created with `pthread_create` directly) waiting in `read(2)`; never-
-//! registered threads waiting in `sigwait`, on a `signalfd` (both for a full
-//! set, which must not swallow the suspend signal) and in `sigsuspend` with
-//! everything but one signal blocked (set through `sigprocmask`). Each case
+//! registered threads waiting in `sigwait`, `sigwaitinfo`, `sigtimedwait` and
+//! on a `signalfd` (each for a full set, which must not swallow the suspend
+//! signal), in `sigsuspend` with everything but one signal blocked (set
+//! through `sigprocmask`), and one created with every signal blocked by
+//! `pthread_attr_setsigmask_np`. Each case
 //! asserts that the object is intact, that no stop gave a thread up
 //! (`Stats::threads_given_up`) and that no pause came near the 2 s give-up
 //! bound. A watchdog ends the process with a message if collections hang (a
@@ -121,6 +123,14 @@ enum Wait {
     Read,
     /// Blocks everything, `sigwait`s for a full set; woken by `SIGUSR2`.
     Sigwait,
+    /// Blocks everything, `sigwaitinfo` for a full set; woken by `SIGUSR2`.
+    Sigwaitinfo,
+    /// Blocks everything, `sigtimedwait` (1 s, repeated) for a full set;
+    /// woken by `SIGUSR2`.
+    Sigtimedwait,
+    /// Created with every signal blocked by `pthread_attr_setsigmask_np`
+    /// (it calls no mask function itself), reads a pipe.
+    AttrMaskRead,
     /// Blocks everything, reads a `signalfd` for a full set; woken by
     /// `SIGALRM`.
     Signalfd,
@@ -182,10 +192,14 @@ fn wait_holding_the_block(case: &Case) {
     let full = full_set();
     // SAFETY: blocking signals of this thread; `full` is a valid set.
     unsafe {
-        if case.wait == Wait::Sigsuspend {
-            libc::sigprocmask(libc::SIG_BLOCK, &full, core::ptr::null_mut());
-        } else {
-            libc::pthread_sigmask(libc::SIG_BLOCK, &full, core::ptr::null_mut());
+        match case.wait {
+            Wait::AttrMaskRead => {}
+            Wait::Sigsuspend => {
+                libc::sigprocmask(libc::SIG_BLOCK, &full, core::ptr::null_mut());
+            }
+            _ => {
+                libc::pthread_sigmask(libc::SIG_BLOCK, &full, core::ptr::null_mut());
+            }
         }
     }
     let signal_fd = if case.wait == Wait::Signalfd {
@@ -199,7 +213,7 @@ fn wait_holding_the_block(case: &Case) {
     let p = black_box(p);
     case.ready.store(true, Ordering::Release);
     match case.wait {
-        Wait::Read => {
+        Wait::Read | Wait::AttrMaskRead => {
             let mut byte = 0u8;
             let fd = case.pipe[0].load(Ordering::Acquire);
             // SAFETY: reading one byte into `byte` from our pipe.
@@ -209,6 +223,29 @@ fn wait_holding_the_block(case: &Case) {
             let mut signal = 0;
             // SAFETY: `full` is a valid set, `signal` writable.
             unsafe { libc::sigwait(&full, &mut signal) };
+            case.woken_by.store(signal, Ordering::Release);
+        }
+        Wait::Sigwaitinfo | Wait::Sigtimedwait => {
+            // SAFETY: all-zero is a valid siginfo_t.
+            let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+            let second = libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            let signal = loop {
+                // SAFETY: valid set, info and timeout. EINTR (a collection)
+                // and EAGAIN (the timeout) mean: wait again.
+                let rc = unsafe {
+                    if case.wait == Wait::Sigwaitinfo {
+                        libc::sigwaitinfo(&full, &mut info)
+                    } else {
+                        libc::sigtimedwait(&full, &mut info, &second)
+                    }
+                };
+                if rc > 0 {
+                    break rc;
+                }
+            };
             case.woken_by.store(signal, Ordering::Release);
         }
         Wait::Signalfd => {
@@ -248,6 +285,14 @@ fn wait_holding_the_block(case: &Case) {
     case.finished.store(true, Ordering::Release);
 }
 
+extern "C" {
+    // glibc 2.32 and later; not in the `libc` crate.
+    fn pthread_attr_setsigmask_np(
+        attr: *mut libc::pthread_attr_t,
+        sigmask: *const libc::sigset_t,
+    ) -> libc::c_int;
+}
+
 extern "C" fn unregistered_thread(arg: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `arg` is a `&'static Case` (see `run_case`).
     let case = unsafe { &*(arg as *const Case) };
@@ -283,15 +328,24 @@ fn run_case(case: &'static Case, registered: bool) {
             wait_holding_the_block(case);
         }));
     } else {
-        // SAFETY: creating a thread with default attributes; `case` is
-        // 'static, so the argument outlives it.
+        // SAFETY: all-zero is storage for pthread_attr_init, which fills it.
+        let mut attr: libc::pthread_attr_t = unsafe { core::mem::zeroed() };
+        // SAFETY: initialising `attr`, setting its initial signal mask to a
+        // valid full set, creating a thread with it (`case` is 'static, so
+        // the argument outlives the thread), destroying `attr`.
         let rc = unsafe {
-            libc::pthread_create(
+            assert_eq!(libc::pthread_attr_init(&mut attr), 0);
+            if case.wait == Wait::AttrMaskRead {
+                assert_eq!(pthread_attr_setsigmask_np(&mut attr, &full_set()), 0);
+            }
+            let rc = libc::pthread_create(
                 &mut raw_thread,
-                core::ptr::null(),
+                &attr,
                 unregistered_thread,
                 case as *const Case as *mut libc::c_void,
-            )
+            );
+            libc::pthread_attr_destroy(&mut attr);
+            rc
         };
         assert_eq!(rc, 0);
     }
@@ -324,8 +378,8 @@ fn run_case(case: &'static Case, registered: bool) {
         None => raw_thread,
     };
     let wake_signal = match case.wait {
-        Wait::Read => 0,
-        Wait::Sigwait => libc::SIGUSR2,
+        Wait::Read | Wait::AttrMaskRead => 0,
+        Wait::Sigwait | Wait::Sigwaitinfo | Wait::Sigtimedwait => libc::SIGUSR2,
         Wait::Signalfd => libc::SIGALRM,
         Wait::Sigsuspend => libc::SIGUSR1,
     };
@@ -405,6 +459,24 @@ fn unregistered_thread_blocking_all_signals_in_read() {
 #[test]
 fn unregistered_thread_in_sigwait_for_all_signals() {
     static CASE: Case = Case::new(Wait::Sigwait, 3);
+    run_case(&CASE, false);
+}
+
+#[test]
+fn unregistered_thread_in_sigwaitinfo_for_all_signals() {
+    static CASE: Case = Case::new(Wait::Sigwaitinfo, 6);
+    run_case(&CASE, false);
+}
+
+#[test]
+fn unregistered_thread_in_sigtimedwait_for_all_signals() {
+    static CASE: Case = Case::new(Wait::Sigtimedwait, 7);
+    run_case(&CASE, false);
+}
+
+#[test]
+fn unregistered_thread_created_with_every_signal_blocked() {
+    static CASE: Case = Case::new(Wait::AttrMaskRead, 8);
     run_case(&CASE, false);
 }
 
