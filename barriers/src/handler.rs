@@ -1,7 +1,8 @@
 //! The suspend and restart signal handlers.
 //!
-//! Async-signal-safe only: atomics, raw syscalls (`gettid`, `futex`),
-//! `sigsuspend`. The suspend handler runs on the thread's normal stack (no
+//! Async-signal-safe only: atomics, raw syscalls (`gettid`, `futex`,
+//! `rt_sigsuspend` — raw, because the program's `sigsuspend` may be
+//! interposed to keep the collector's signals open). The suspend handler runs on the thread's normal stack (no
 //! `SA_ONSTACK`), so the kernel's saved register context lies between the
 //! stack pointer it records and the interrupted frames: scanning from that
 //! stack pointer up covers every register of the interrupted code.
@@ -109,8 +110,7 @@ fn suspend_until_restarted() {
         libc::sigdelset(&mut wait_mask, crate::signals::restart_signal());
     }
     while EPOCH.load(Ordering::SeqCst) == epoch {
-        // SAFETY: `wait_mask` is a valid, initialised signal set.
-        unsafe { libc::sigsuspend(&wait_mask) };
+        sys::sigsuspend_raw(&wait_mask);
     }
     pass_restart_on(index_of(target), epoch, crate::signals::restart_signal());
     target.resumed_epoch.store(epoch, Ordering::SeqCst);

@@ -64,9 +64,9 @@ pub use registry::{
 };
 pub use signals::{current_config, init, is_initialized, parse_signal, SignalConfig};
 pub use stop::{
-    set_ack_spin_ns, stop_world, StopStats, StoppedWorld, ThreadRoots, DEFAULT_ACK_SPIN_NS,
-    FIRST_RESEND_AFTER_NS, MAX_RESEND_INTERVAL_NS, REGISTERED_WARN_AFTER_NS,
-    UNREGISTERED_GIVE_UP_NS,
+    set_ack_spin_ns, stop_world, threads_given_up, StopStats, StoppedWorld, ThreadRoots,
+    DEFAULT_ACK_SPIN_NS, EARLY_GIVE_UP_LOOKS, FIRST_RESEND_AFTER_NS, MAX_RESEND_INTERVAL_NS,
+    REGISTERED_WARN_AFTER_NS, UNREGISTERED_GIVE_UP_NS,
 };
 pub use stop_table::MAX_STOPPED_THREADS;
 

@@ -12,19 +12,40 @@
 //! Waiting: the stopper futex-waits on the acknowledgement counter. Signals
 //! that seem lost are re-sent after [`FIRST_RESEND_AFTER_NS`], then at
 //! doubling intervals up to [`MAX_RESEND_INTERVAL_NS`]. A target that exited
-//! is dropped (`tgkill` says `ESRCH`). A thread that never registered and
-//! blocks the suspend signal for good (its `SigBlk` in
-//! `/proc/self/task/<tid>/status`, checked when it is late, blocks the
-//! suspend, restart and fault signals) and has not acknowledged after
-//! [`UNREGISTERED_GIVE_UP_NS`] is given up, reported once on stderr, and
-//! remembered (by tid and start time) so that later stops give it up at once
-//! while its mask stays so. Any other unregistered thread is also given up
-//! after that bound. (A full mask alone is not enough to give up early:
-//! glibc starts and ends every thread with all signals blocked, and a
-//! starting thread already owns its start closure, which may hold a
-//! pointer.) A given-up thread is neither stopped nor reported. Registered
-//! threads run this crate's code and are waited for indefinitely (with one
-//! warning on stderr after [`REGISTERED_WARN_AFTER_NS`]).
+//! is dropped (`tgkill` says `ESRCH`). At each re-send the late thread's
+//! `/proc/self/task/<tid>/status` is read (`SigBlk`, `State`).
+//!
+//! Threads that cannot take the suspend signal. A thread that never
+//! registered is *given up* — neither stopped nor reported, so its stack and
+//! registers are not scanned — in three cases, each said on stderr (once per
+//! thread, with its tid and name) and counted in [`StopStats::given_up`] and
+//! [`threads_given_up`]:
+//! - at [`EARLY_GIVE_UP_LOOKS`] consecutive looks (the second is about 6 ms
+//!   after the first signal), it was asleep with a mask that blocks the
+//!   suspend, restart and fault signals and leaves glibc's `SIGCANCEL` (32)
+//!   open. glibc blocks *every* signal, `SIGCANCEL` included, in its own
+//!   windows (a thread's start until its start routine's mask is in place,
+//!   `pthread_create` and `posix_spawn` in the parent), and no glibc function
+//!   lets a program block `SIGCANCEL`; so such a mask was set by the program
+//!   itself, by a means the collector cannot intercept (a raw
+//!   `rt_sigprocmask` system call: oohgc's interposed `pthread_sigmask` and
+//!   `sigprocmask` keep the suspend signal open), and the thread is waiting
+//!   with it, not passing through a short critical section. (A full mask
+//!   alone is not enough: a starting thread already owns its start closure,
+//!   which may hold a pointer, and may wait for the CPU far longer than a
+//!   scheduler slice on a loaded machine.)
+//! - it was found so in an earlier stop (remembered by tid and start time)
+//!   and its mask still blocks those signals: given up before signalling.
+//! - it has not acknowledged after [`UNREGISTERED_GIVE_UP_NS`], whatever its
+//!   mask (a mask with every bit set, as glibc's windows have, ends here).
+//!
+//! Giving up is not sound when the thread holds the only reference to an
+//! object; waiting for it could be for ever. The give-up is therefore loud
+//! and counted, never silent. Registered threads run this crate's code and
+//! may hold the allocator's or the collector's state, which must not change
+//! during a pause: they are waited for indefinitely, with one warning on
+//! stderr when their mask is found blocking (or after
+//! [`REGISTERED_WARN_AFTER_NS`]).
 //!
 //! Rule for concurrent stoppers: `stop_world` holds the world lock (see
 //! `world_lock`) until the `StoppedWorld` is dropped; a second caller waits
@@ -65,6 +86,26 @@ pub const UNREGISTERED_GIVE_UP_NS: u64 = 2_000_000_000;
 /// A registered thread that does not acknowledge for this long is reported
 /// once on stderr (and still waited for).
 pub const REGISTERED_WARN_AFTER_NS: u64 = 1_000_000_000;
+/// Consecutive late looks (one per re-send) that must find a thread asleep
+/// with a mask of its own blocking the suspend signal before it is given up
+/// early (see the module doc). Two: the first at [`FIRST_RESEND_AFTER_NS`],
+/// the second one doubled interval later, so the thread slept with that
+/// mask across both (about 6 ms after the first signal).
+pub const EARLY_GIVE_UP_LOOKS: u8 = 2;
+
+/// glibc's thread-cancellation signal (`SIGCANCEL`, the kernel's signal 32,
+/// below `SIGRTMIN`): blocked in glibc's own all-signals-blocked windows,
+/// never in a mask a program sets through glibc.
+const GLIBC_SIGCANCEL: i32 = 32;
+
+/// Threads given up, summed over every stop of the process.
+static GIVEN_UP_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Threads given up (neither stopped nor scanned) by every stop so far,
+/// summed: a thread given up by three stops counts three times.
+pub fn threads_given_up() -> u64 {
+    GIVEN_UP_TOTAL.load(Ordering::Relaxed)
+}
 
 /// Counters of one stop.
 #[derive(Clone, Copy, Debug, Default)]
@@ -77,6 +118,10 @@ pub struct StopStats {
     pub resends: usize,
     /// Time from the call to `stop_world` until every thread was stopped.
     pub stop_ns: u64,
+    /// Threads given up: not stopped, not reported, their stacks and
+    /// registers not scanned (see the module doc). Each one is also named
+    /// on stderr, once per thread.
+    pub given_up: usize,
 }
 
 /// The roots of one stopped thread.
@@ -133,6 +178,14 @@ pub fn stop_world() -> StoppedWorld {
     }
     resolve_roots();
     stats.threads = reported_targets().count();
+    stats.given_up = stop_table::current_targets()
+        .iter()
+        // SAFETY: the world lock is held by this thread.
+        .filter(|t| unsafe { t.state() }.status == Status::GivenUp)
+        .count();
+    if stats.given_up > 0 {
+        GIVEN_UP_TOTAL.fetch_add(stats.given_up as u64, Ordering::Relaxed);
+    }
     stats.stop_ns = sys::now_ns() - start;
     StoppedWorld {
         epoch,
@@ -237,6 +290,10 @@ fn list_and_signal(me: i32, table: &'static [Target], stats: &mut StopStats) -> 
         TARGET_COUNT.store(index + 1, Ordering::Release);
         if state.info.in_blocking {
             state.status = Status::Blocking;
+        } else if !state.registered && still_known_blocker(tid, suspend) {
+            // Given up by an earlier stop and still blocking: no signal
+            // (it would only stay pending), no wait.
+            state.status = Status::GivenUp;
         } else {
             state.first_signal_ns = sys::now_ns();
             ACKS_PENDING.fetch_add(1, Ordering::SeqCst);
@@ -360,6 +417,17 @@ fn spin_for_acknowledgements(seen: u32, since: u64) -> bool {
     }
 }
 
+/// Why a thread was given up, for the message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GiveUpReason {
+    /// Asleep with a mask of its own that blocks the suspend signal.
+    OwnMask,
+    /// Blocking the signal when the time bound passed.
+    BlocksAtBound,
+    /// No acknowledgement within the time bound, mask not blocking.
+    NoAcknowledgement,
+}
+
 /// Decides what to do with a thread that has not acknowledged in time.
 fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32) {
     if sys::tgkill(tid, 0) == Err(libc::ESRCH) {
@@ -367,21 +435,36 @@ fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32)
         return;
     }
     let waited = now.saturating_sub(state.first_signal_ns);
+    let status = task_list::thread_status(tid);
+    let blocks = status.is_some_and(|s| blocks_for_good(s.signal_mask, suspend));
+    let own_mask_asleep =
+        blocks && status.is_some_and(|s| s.state == b'S' && set_by_program(s.signal_mask));
+    state.blocked_looks = if own_mask_asleep {
+        state.blocked_looks.saturating_add(1)
+    } else {
+        0
+    };
     if state.registered {
-        if waited >= REGISTERED_WARN_AFTER_NS && !state.status_checked {
+        let found_blocking = state.blocked_looks >= EARLY_GIVE_UP_LOOKS;
+        if (found_blocking || waited >= REGISTERED_WARN_AFTER_NS) && !state.status_checked {
             state.status_checked = true;
-            let mut text = sys::StackText::<160>::new();
-            text.push(b"oohgc-barriers: registered thread ")
-                .push_int(i64::from(tid))
-                .push(b" has not acknowledged the suspend signal for 1 s (does it block signal ")
-                .push_int(i64::from(suspend))
-                .push(b"?); still waiting\n");
-            sys::write_stderr(text.as_bytes());
+            warn_registered(tid, suspend, found_blocking);
         }
         return;
     }
-    let blocks =
-        task_list::thread_signal_mask(tid).is_some_and(|mask| blocks_for_good(mask, suspend));
+    let give_up = |state: &mut TargetState, reason: GiveUpReason| {
+        state.status = Status::GivenUp;
+        if reason != GiveUpReason::NoAcknowledgement {
+            if let Some(start_time) = task_list::thread_start_time(tid) {
+                remember_blocker(tid, start_time);
+            }
+        }
+        report_given_up(tid, suspend, reason);
+    };
+    if state.blocked_looks >= EARLY_GIVE_UP_LOOKS {
+        give_up(state, GiveUpReason::OwnMask);
+        return;
+    }
     if blocks {
         // Seen blocking for good in an earlier stop (same thread, not a
         // reused tid): do not wait for it again.
@@ -397,13 +480,12 @@ fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32)
     // thread unblocks or vanishes quickly, so it is waited for, up to the
     // bound.
     if waited >= UNREGISTERED_GIVE_UP_NS {
-        state.status = Status::GivenUp;
-        if blocks {
-            if let Some(start_time) = task_list::thread_start_time(tid) {
-                remember_blocker(tid, start_time);
-            }
-        }
-        report_given_up(tid, suspend, blocks);
+        let reason = if blocks {
+            GiveUpReason::BlocksAtBound
+        } else {
+            GiveUpReason::NoAcknowledgement
+        };
+        give_up(state, reason);
     }
 }
 
@@ -415,6 +497,25 @@ fn handle_late_thread(tid: i32, state: &mut TargetState, now: u64, suspend: i32)
 fn blocks_for_good(mask: u64, suspend: i32) -> bool {
     let blocked = |signal: i32| mask & (1u64 << (signal - 1)) != 0;
     blocked(suspend) && blocked(signals::restart_signal()) && blocked(libc::SIGSEGV)
+}
+
+/// Whether `mask` is one the program set itself rather than one of glibc's
+/// all-signals-blocked windows: those block `SIGCANCEL` too, and glibc's
+/// public functions never let a program block it (see the module doc).
+fn set_by_program(mask: u64) -> bool {
+    mask & (1u64 << (GLIBC_SIGCANCEL - 1)) == 0
+}
+
+/// Whether `tid` was given up by an earlier stop (same thread: same start
+/// time) and its mask still blocks the suspend signal for good. Reads
+/// `/proc` only for a tid in the table.
+fn still_known_blocker(tid: i32, suspend: i32) -> bool {
+    let entry = &KNOWN_BLOCKERS[tid.unsigned_abs() as usize % KNOWN_BLOCKERS.len()];
+    if entry.0.load(Ordering::Relaxed) != tid {
+        return false;
+    }
+    task_list::thread_start_time(tid).is_some_and(|start| is_known_blocker(tid, start))
+        && task_list::thread_signal_mask(tid).is_some_and(|mask| blocks_for_good(mask, suspend))
 }
 
 /// Threads that never registered and were found blocking the suspend
@@ -435,22 +536,65 @@ fn remember_blocker(tid: i32, start_time: u64) {
     entry.1.store(start_time, Ordering::Relaxed);
 }
 
-fn report_given_up(tid: i32, suspend: i32, blocks: bool) {
+/// Appends "thread <tid> (<name>)".
+fn push_thread<const N: usize>(text: &mut sys::StackText<N>, tid: i32) {
+    let mut name = [0u8; 16];
+    let len = task_list::thread_name(tid, &mut name);
+    text.push(b"thread ")
+        .push_int(i64::from(tid))
+        .push(b" (")
+        .push(&name[..len])
+        .push(b")");
+}
+
+fn warn_registered(tid: i32, suspend: i32, found_blocking: bool) {
+    let mut text = sys::StackText::<400>::new();
+    text.push(b"oohgc-barriers: registered ");
+    push_thread(&mut text, tid);
+    if found_blocking {
+        text.push(b" blocks the suspend signal ")
+            .push_int(i64::from(suspend))
+            .push(
+                b" with a mask set by a means the collector cannot intercept (a raw \
+                  rt_sigprocmask system call?); it may hold the allocator's state, so the \
+                  collector waits for it until it unblocks the signal\n",
+            );
+    } else {
+        text.push(b" has not acknowledged the suspend signal ")
+            .push_int(i64::from(suspend))
+            .push(b" for 1 s; still waiting\n");
+    }
+    sys::write_stderr(text.as_bytes());
+}
+
+fn report_given_up(tid: i32, suspend: i32, reason: GiveUpReason) {
     if REPORTED.iter().any(|t| t.load(Ordering::Relaxed) == tid) {
         return;
     }
     REPORTED[tid.unsigned_abs() as usize % REPORTED.len()].store(tid, Ordering::Relaxed);
-    let mut text = sys::StackText::<256>::new();
-    text.push(b"oohgc-barriers: thread ")
-        .push_int(i64::from(tid))
-        .push(b" never called register_current_thread and ")
-        .push(if blocks {
-            b"blocks the suspend signal ".as_slice()
-        } else {
-            b"did not acknowledge the suspend signal ".as_slice()
-        })
-        .push_int(i64::from(suspend))
-        .push(b"; it is not stopped and its stack is not scanned (reported once)\n");
+    let mut text = sys::StackText::<512>::new();
+    text.push(b"oohgc-barriers: ");
+    push_thread(&mut text, tid);
+    text.push(b" never registered and ");
+    match reason {
+        GiveUpReason::OwnMask => text
+            .push(b"blocks the suspend signal ")
+            .push_int(i64::from(suspend))
+            .push(b" with a mask set by a means the collector cannot intercept (a raw rt_sigprocmask system call?)"),
+        GiveUpReason::BlocksAtBound => text
+            .push(b"has blocked the suspend signal ")
+            .push_int(i64::from(suspend))
+            .push(b" for 2 s"),
+        GiveUpReason::NoAcknowledgement => text
+            .push(b"has not acknowledged the suspend signal ")
+            .push_int(i64::from(suspend))
+            .push(b" for 2 s"),
+    };
+    text.push(
+        b": it is NOT stopped and its stack and registers are NOT scanned, so an object only \
+          it references can be freed while in use (reported once per thread; counted in \
+          StopStats::given_up)\n",
+    );
     sys::write_stderr(text.as_bytes());
 }
 

@@ -63,6 +63,9 @@ pub(crate) struct TargetState {
     pub info: RegisteredThread,
     pub first_signal_ns: u64,
     pub status_checked: bool,
+    /// Consecutive late looks that found it asleep with a mask of its own
+    /// blocking the suspend signal (see `stop::set_by_program`).
+    pub blocked_looks: u8,
     pub stack: (usize, usize),
     pub tls: [(usize, usize); MAX_TLS_RANGES],
     pub tls_len: usize,

@@ -1,7 +1,7 @@
 //! Thin, allocation-free wrappers over the raw system interfaces this crate
 //! needs: thread ids, `tgkill`, futexes, the monotonic clock, the thread
-//! pointer, the stack pointer, callee-saved register spills and writing a
-//! message to stderr.
+//! pointer, the stack pointer, callee-saved register spills, waiting for a
+//! signal and writing a message to stderr.
 //!
 //! Everything here is async-signal-safe (plain syscalls and register reads),
 //! so the suspend handler may use all of it.
@@ -142,6 +142,26 @@ pub fn spill_callee_saved(out: &mut SpilledRegisters) {
         )
     };
 }
+
+/// Waits for a signal with `mask` as the thread's signal mask, through the
+/// raw `rt_sigsuspend` system call: a program (oohgc itself) may interpose
+/// the C library's `sigsuspend` and change the mask it is given, and the
+/// suspend handler's wait must block exactly what it asks for.
+pub fn sigsuspend_raw(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is a valid sigset_t whose first 8 bytes are the
+    // kernel's 64-bit signal set (the size passed); the call only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigsuspend,
+            mask as *const libc::sigset_t,
+            KERNEL_SIGSET_BYTES,
+        )
+    };
+}
+
+/// Size of the kernel's signal set (64 signals) on Linux x86-64 and
+/// aarch64, as the `rt_sig*` system calls expect it.
+pub const KERNEL_SIGSET_BYTES: usize = 8;
 
 /// Writes `bytes` to stderr with raw `write(2)` calls (no locking, no
 /// allocation). Errors are ignored: this is only used for diagnostics.

@@ -97,9 +97,43 @@ pub fn thread_start_time(tid: i32) -> Option<u64> {
 /// from the `SigBlk:` line of `/proc/self/task/<tid>/status`. `None` if it
 /// cannot be read.
 pub fn thread_signal_mask(tid: i32) -> Option<u64> {
+    thread_status(tid).map(|s| s.signal_mask)
+}
+
+/// What `/proc/self/task/<tid>/status` says about a thread, read at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// `SigBlk:` (bit `n - 1` set: signal `n` blocked).
+    pub signal_mask: u64,
+    /// The `State:` letter (`R` running, `S` sleeping, `D` disk sleep...).
+    pub state: u8,
+}
+
+/// The signal mask and scheduling state of thread `tid`, from one read of
+/// its `status` file. `None` if it cannot be read.
+pub fn thread_status(tid: i32) -> Option<TaskStatus> {
     let mut buf = [0u8; 4096];
     let len = read_task_file(tid, b"status", &mut buf)?;
-    parse_sigblk(&buf[..len])
+    parse_status(&buf[..len])
+}
+
+/// The thread's name (`comm`, at most 15 bytes) into `out`; returns its
+/// length (0 if it cannot be read).
+pub fn thread_name(tid: i32, out: &mut [u8; 16]) -> usize {
+    let len = read_task_file(tid, b"comm", out).unwrap_or(0);
+    out[..len].iter().position(|&b| b == b'\n').unwrap_or(len)
+}
+
+/// Extracts the mask and the state from the text of a `status` file.
+fn parse_status(text: &[u8]) -> Option<TaskStatus> {
+    let key = b"State:";
+    let at = text.windows(key.len()).position(|w| w == key)?;
+    let rest = &text[at + key.len()..];
+    let state = *rest.iter().find(|b| !b.is_ascii_whitespace())?;
+    Some(TaskStatus {
+        signal_mask: parse_sigblk(text)?,
+        state,
+    })
 }
 
 /// Extracts the `SigBlk:` mask from the text of a `status` file.
@@ -125,6 +159,28 @@ mod tests {
         let mask = parse_sigblk(text).unwrap();
         assert_eq!(mask, (1 << (30 - 1)) | (1 << (10 - 1)));
         assert_eq!(parse_sigblk(b"SigPnd:\t0\n"), None);
+        let status = parse_status(b"Name:\tx\nState:\tS (sleeping)\nSigBlk:\t0000000000000200\n");
+        assert_eq!(
+            status,
+            Some(TaskStatus {
+                signal_mask: 1 << (10 - 1),
+                state: b'S'
+            })
+        );
+    }
+
+    #[test]
+    fn own_name_and_state_are_read() {
+        let me = sys::gettid();
+        let mut name = [0u8; 16];
+        let len = thread_name(me, &mut name);
+        assert!(
+            len > 0 && !name[..len].contains(&b'\n'),
+            "{:?}",
+            &name[..len]
+        );
+        // The calling thread is running while it reads its own status.
+        assert_eq!(thread_status(me).map(|s| s.state), Some(b'R'));
     }
 
     #[test]

@@ -270,6 +270,7 @@ fn run_stw_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleReason, sw
     let p1 = Instant::now();
     cs.stop_ns = ns(p1 - p0);
     cs.threads = world.thread_count() as u64;
+    cs.threads_given_up += world.stats().given_up as u64;
     {
         let mut m = Marker::new(stack, marks);
         roots::scan_threads(&mut m, &world);
@@ -515,6 +516,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     {
         let i0 = Instant::now();
         let world = oohgc_barriers::stop_world();
+        cs.threads_given_up += world.stats().given_up as u64;
         roots::scan_threads(&mut m, &world);
         drop(world);
         cs.initial_pause_ns = ns(i0.elapsed());
@@ -596,6 +598,7 @@ fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reason: CycleRea
     let p1 = Instant::now();
     cs.stop_ns = ns(p1 - p0);
     cs.threads = world.thread_count() as u64;
+    cs.threads_given_up += world.stats().given_up as u64;
     let harvested = harvest(src, &mut c.dirty);
     let p2 = Instant::now();
     cs.harvest_ns = ns(p2 - p1);

@@ -82,6 +82,11 @@ pub struct CycleStats {
     pub bytes_marked: u64,
     /// Threads stopped in the final pause.
     pub threads: u64,
+    /// Threads the cycle's stops gave up (summed over its pauses): not
+    /// stopped, their stacks and registers not scanned, each named on
+    /// stderr (see `oohgc_barriers::StopStats::given_up`). Not 0 means the
+    /// cycle may have freed an object only such a thread referenced.
+    pub threads_given_up: u64,
     /// Objects queued for finalization.
     pub finalizers_queued: u64,
     /// Weak references cleared.
@@ -130,6 +135,9 @@ impl fmt::Display for CycleStats {
         }
         if self.harvest_failures > 0 {
             write!(f, " harvest_failures={}", self.harvest_failures)?;
+        }
+        if self.threads_given_up > 0 {
+            write!(f, " given_up={}", self.threads_given_up)?;
         }
         Ok(())
     }
@@ -206,6 +214,11 @@ pub struct Stats {
     pub dirty_pages_harvested: u64,
     /// Finalizers run.
     pub finalizers_run: u64,
+    /// Threads given up by every stop-the-world so far (the collector's
+    /// pauses and the leak check), summed: threads that could not be stopped
+    /// (they block the suspend signal by a means oohgc cannot intercept) and
+    /// whose roots were therefore not scanned. Each is named on stderr.
+    pub threads_given_up: u64,
     /// The dirty source's own counters (PML events, modelled time...).
     pub source_counters: Vec<(&'static str, u64)>,
     /// The last cycle.
@@ -264,6 +277,7 @@ pub(crate) static TOTALS: Mutex<Totals> = Mutex::new(Totals {
         objects_marked: 0,
         bytes_marked: 0,
         threads: 0,
+        threads_given_up: 0,
         finalizers_queued: 0,
         weak_cleared: 0,
         bytes_freed: 0,
@@ -333,6 +347,7 @@ pub fn stats() -> Stats {
         dirty_source: "",
         dirty_pages_harvested: t.dirty_pages,
         finalizers_run: crate::finalize::finalizers_run(),
+        threads_given_up: oohgc_barriers::threads_given_up(),
         source_counters: Vec::new(),
         last_cycle: t.last,
     };

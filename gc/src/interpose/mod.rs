@@ -15,6 +15,7 @@
 //! come here.
 
 mod dl;
+mod signal_masks;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -69,7 +70,6 @@ impl RealFn {
 ///
 /// # Safety
 /// `mask` is null or points at a valid `sigset_t`.
-#[allow(dead_code)] // until the first interposed function lands
 pub(crate) unsafe fn open_collector_signals(
     mask: *const libc::sigset_t,
     scratch: &mut libc::sigset_t,
