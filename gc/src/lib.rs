@@ -19,7 +19,7 @@
 //! No `Trace` derive and no root registration: stacks, registers,
 //! thread-locals, statics and every `GcAllocator` block are scanned
 //! conservatively. Modules: [`config`] (settings and `OOHGC_*` variables),
-//! `collector` (the cycle), `mark` (marking), `mark_cache` (the
+//! `collector` (the cycle: `stop_the_world`, `concurrent`, the shared `pause`, the `pacer`), `mark` (marking), `mark_cache` (the
 //! marked-base cache), `roots` (root discovery), `finalize` and `weak`
 //! (finalization, weak references), `verify` (the verifier), `leaks` (leak
 //! reports), `alloc_sites` and `symbolize` (their allocation backtraces),
