@@ -203,8 +203,56 @@ pub(crate) fn mark_manual_objects<M: MarkSet>(marker: &mut Marker<'_, M>) {
     });
 }
 
-/// Scan every stopped thread's stack (registers included) and TLS.
+/// A copy of the words of the calling thread's own roots as the last
+/// [`scan_threads`] on a mutator scanned them (raw mmap, never scanned as a
+/// root itself): what [`rescan_threads_for_verifier`] reads.
+static OWN_ROOTS_COPY: Mutex<RawVec<usize>> = Mutex::new(RawVec::new());
+
+/// Scan every stopped thread's stack (registers included) and TLS, and the
+/// calling thread's own if it is a mutator (keeping a copy of those words
+/// for the verifier).
 pub(crate) fn scan_threads<M: MarkSet>(
+    marker: &mut Marker<'_, M>,
+    world: &oohgc_barriers::StoppedWorld,
+) {
+    scan_stopped_threads(marker, world);
+    if crate::runtime::current_thread_is_mutator() {
+        let mut copy = OWN_ROOTS_COPY.lock().unwrap_or_else(|p| p.into_inner());
+        copy.clear();
+        oohgc_barriers::current_thread_roots(&mut |s, e| {
+            marker.scan_range(s, e);
+            let mut a = s.next_multiple_of(std::mem::size_of::<usize>());
+            while a + std::mem::size_of::<usize>() <= e {
+                // SAFETY: an aligned word of this thread's own stack or TLS,
+                // which current_thread_roots reports as mapped.
+                copy.push(unsafe { std::ptr::read_volatile(a as *const usize) });
+                a += std::mem::size_of::<usize>();
+            }
+        });
+    }
+}
+
+/// The same thread roots again, in the same pause, for the verifier: the
+/// stopped threads as they are, and the calling thread's own as
+/// [`scan_threads`] saw them (its copy). Scanning the own stack afresh
+/// would read the collector's frames that have grown below it since, and
+/// stale pointers earlier calls left there were never roots of the cycle
+/// being checked (seen as a false "lost object": a garbage object that a
+/// dead frame pointed to).
+pub(crate) fn rescan_threads_for_verifier<M: MarkSet>(
+    marker: &mut Marker<'_, M>,
+    world: &oohgc_barriers::StoppedWorld,
+) {
+    scan_stopped_threads(marker, world);
+    if crate::runtime::current_thread_is_mutator() {
+        let copy = OWN_ROOTS_COPY.lock().unwrap_or_else(|p| p.into_inner());
+        let words = copy.as_slice();
+        let start = words.as_ptr() as usize;
+        marker.scan_range(start, start + std::mem::size_of_val(words));
+    }
+}
+
+fn scan_stopped_threads<M: MarkSet>(
     marker: &mut Marker<'_, M>,
     world: &oohgc_barriers::StoppedWorld,
 ) {
@@ -214,7 +262,4 @@ pub(crate) fn scan_threads<M: MarkSet>(
             marker.scan_thread_range(s, e);
         }
     });
-    if crate::runtime::current_thread_is_mutator() {
-        oohgc_barriers::current_thread_roots(&mut |s, e| marker.scan_range(s, e));
-    }
 }

@@ -82,7 +82,7 @@ pub(crate) fn verify_marks(
     let mut bitmap = VisitBitmap::new();
     {
         let mut m = Marker::new(stack, &mut bitmap);
-        roots::scan_threads(&mut m, world);
+        roots::rescan_threads_for_verifier(&mut m, world);
         roots::scan_global_roots(&mut m, statics);
         roots::mark_manual_objects(&mut m);
         crate::finalize::mark_pending(fin, &mut m);
