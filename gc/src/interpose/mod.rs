@@ -15,6 +15,7 @@
 //! come here.
 
 mod dl;
+mod kernel_writes;
 mod signal_masks;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
