@@ -384,6 +384,199 @@ fn a_read_blocked_across_cycles_completes() {
     }
 }
 
+/// Box a zeroed C structure in the collected heap.
+fn heap_zeroed<T>() -> Box<T> {
+    // SAFETY: the C structures used here are plain data; all-zero is valid.
+    Box::new(unsafe { std::mem::zeroed() })
+}
+
+fn errno_text(what: &str, round: usize) -> String {
+    format!("round {round}: {what}: {}", std::io::Error::last_os_error())
+}
+
+#[test]
+fn other_writing_calls_into_heap_memory_during_cycles() {
+    use std::os::fd::AsRawFd;
+    setup();
+    let _bg = Background::start();
+    let udp_rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx_port = udp_tx.local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = std::env::temp_dir();
+    let link = dir.join(format!("oohgc-kernel-writes-{}-link", std::process::id()));
+    let target = "some/target/of/the/link";
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(target, &link).unwrap();
+    let link_c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let file = TempFile::new("other", &pattern(0, 12345));
+    for round in 0..100usize {
+        let len = size_for(round).min(8000);
+        let data = pattern(round, len);
+        let mut random = vec![0u8; 256];
+        let mut random2 = vec![0u8; 256];
+        let mut raw = HeapBuf::new(round, len);
+        let mut udp_buf = HeapBuf::new(round + 1, len);
+        let mut udp_buf2 = HeapBuf::new(round + 2, len);
+        let mut from: Box<libc::sockaddr_in> = heap_zeroed();
+        let mut from_len: Box<libc::socklen_t> = Box::new(0);
+        let mut msg: Box<libc::msghdr> = heap_zeroed();
+        let mut name: Box<libc::sockaddr_in> = heap_zeroed();
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(1);
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(2);
+        let mut link_buf = vec![0u8; 256];
+        let mut cwd_buf = vec![0u8; 4096];
+        let mut st: Box<libc::stat> = heap_zeroed();
+        let mut fds: Box<[libc::c_int; 2]> = Box::new([0; 2]);
+        let mut peer: Box<libc::sockaddr_in> = heap_zeroed();
+        let mut peer_len: Box<libc::socklen_t> = Box::new(0);
+        let mut status: Box<libc::c_int> = Box::new(-1);
+        settle(round);
+
+        // SAFETY (this block): every pointer is to live heap memory of the
+        // stated size; descriptors are ours.
+        unsafe {
+            let n = libc::getrandom(random.as_mut_ptr().cast(), 256, 0);
+            assert_eq!(n, 256, "{}", errno_text("getrandom", round));
+            assert!(random.iter().any(|&b| b != 0));
+            let n = libc::syscall(libc::SYS_getrandom, random2.as_mut_ptr(), 256usize, 0);
+            assert_eq!(n, 256, "{}", errno_text("syscall(SYS_getrandom)", round));
+            assert_ne!(random, random2);
+
+            let (r, w) = {
+                let mut p = [0; 2];
+                assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+                (p[0], p[1])
+            };
+            assert_eq!(libc::write(w, data.as_ptr().cast(), len), len as isize);
+            let b = raw.as_mut();
+            let n = libc::syscall(libc::SYS_read, r, b.as_mut_ptr(), len);
+            assert_eq!(n, len as i64, "{}", errno_text("syscall(SYS_read)", round));
+            assert_eq!(&b[..], &data[..], "round {round}: syscall(SYS_read) bytes");
+
+            // poll: two pipes, one readable.
+            let (r2, w2) = {
+                let mut p = [0; 2];
+                assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+                (p[0], p[1])
+            };
+            assert_eq!(libc::write(w2, [9u8].as_ptr().cast(), 1), 1);
+            pfds.push(libc::pollfd {
+                fd: r,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            pfds.push(libc::pollfd {
+                fd: r2,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            let n = libc::poll(pfds.as_mut_ptr(), 2, 1000);
+            assert_eq!(n, 1, "{}", errno_text("poll", round));
+            assert_eq!(pfds[0].revents, 0);
+            assert_eq!(pfds[1].revents, libc::POLLIN);
+            for fd in [r, w, r2, w2] {
+                libc::close(fd);
+            }
+
+            // recvfrom with the address and its length in the heap.
+            udp_tx.send_to(&data, udp_rx.local_addr().unwrap()).unwrap();
+            *from_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let b = udp_buf.as_mut();
+            let n = libc::recvfrom(
+                udp_rx.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                len,
+                0,
+                (&mut *from as *mut libc::sockaddr_in).cast(),
+                &mut *from_len,
+            );
+            assert_eq!(n, len as isize, "{}", errno_text("recvfrom", round));
+            assert_eq!(&b[..], &data[..], "round {round}: recvfrom bytes");
+            assert_eq!(u16::from_be(from.sin_port), tx_port);
+
+            // recvmsg with the msghdr, the name and the iovec array in the heap.
+            udp_tx.send_to(&data, udp_rx.local_addr().unwrap()).unwrap();
+            let b = udp_buf2.as_mut();
+            iov.push(libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: len,
+            });
+            msg.msg_name = (&mut *name as *mut libc::sockaddr_in).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = 1;
+            let n = libc::recvmsg(udp_rx.as_raw_fd(), &mut *msg, 0);
+            assert_eq!(n, len as isize, "{}", errno_text("recvmsg", round));
+            assert_eq!(&b[..], &data[..], "round {round}: recvmsg bytes");
+            assert_eq!(u16::from_be(name.sin_port), tx_port);
+
+            let n = libc::readlink(link_c.as_ptr(), link_buf.as_mut_ptr().cast(), 256);
+            assert_eq!(
+                n,
+                target.len() as isize,
+                "{}",
+                errno_text("readlink", round)
+            );
+            assert_eq!(&link_buf[..target.len()], target.as_bytes());
+
+            let p = libc::getcwd(cwd_buf.as_mut_ptr().cast(), cwd_buf.len());
+            assert!(!p.is_null(), "{}", errno_text("getcwd", round));
+            let got = std::ffi::CStr::from_ptr(p).to_bytes();
+            assert_eq!(got, cwd.as_os_str().as_encoded_bytes());
+
+            let f = std::fs::File::open(&file.0).unwrap();
+            assert_eq!(
+                libc::fstat(f.as_raw_fd(), &mut *st),
+                0,
+                "{}",
+                errno_text("fstat", round)
+            );
+            assert_eq!(st.st_size, 12345);
+
+            assert_eq!(
+                libc::pipe(fds.as_mut_ptr()),
+                0,
+                "{}",
+                errno_text("pipe", round)
+            );
+            assert_eq!(libc::write(fds[1], [5u8].as_ptr().cast(), 1), 1);
+            let mut one = [0u8; 1];
+            assert_eq!(libc::read(fds[0], one.as_mut_ptr().cast(), 1), 1);
+            assert_eq!(one[0], 5);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+
+            // accept with the peer address in the heap.
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            *peer_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let fd = libc::accept(
+                listener.as_raw_fd(),
+                (&mut *peer as *mut libc::sockaddr_in).cast(),
+                &mut *peer_len,
+            );
+            assert!(fd >= 0, "{}", errno_text("accept", round));
+            assert_eq!(
+                u16::from_be(peer.sin_port),
+                client.local_addr().unwrap().port()
+            );
+            libc::close(fd);
+
+            if round % 10 == 0 {
+                // Reaped by the waitpid below, into heap memory.
+                #[allow(clippy::zombie_processes)]
+                let child = std::process::Command::new("true").spawn().unwrap();
+                let pid = child.id() as libc::pid_t;
+                let got = libc::waitpid(pid, &mut *status, 0);
+                assert_eq!(got, pid, "{}", errno_text("waitpid", round));
+                assert_eq!(*status, 0);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&link);
+}
+
 /// The same calls in a process whose heap starts tiny (so that buffers land
 /// in pages that cycles protect again and again).
 #[test]

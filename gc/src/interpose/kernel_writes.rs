@@ -73,7 +73,10 @@ pub(super) fn with_pins<R>(visit: impl FnOnce(Add), call: impl FnOnce() -> R) ->
     if !any_tracked() {
         return call();
     }
+    // Pinning may yield or call mprotect: the call must see the caller's errno.
+    let before = errno();
     let pin = KernelWrite::begin_with(visit);
+    set_errno(before);
     let r = call();
     let saved = errno();
     drop(pin);

@@ -48,7 +48,7 @@ pub unsafe extern "C" fn syscall(
         libc::SYS_ppoll if a5 == KERNEL_SIGSET => {
             a4 = unsafe { open_kernel_mask(a4, &mut mask_copy) };
         }
-        libc::SYS_pselect6 if a6 != 0 => {
+        libc::SYS_pselect6 if a6 != 0 && oohgc_barriers::current_config().is_some() => {
             // The sixth argument points at { const sigset_t *ss; size_t ss_len; }.
             let data = unsafe { *(a6 as *const [usize; 2]) };
             if data[1] == KERNEL_SIGSET as usize {
