@@ -147,28 +147,37 @@ impl KernelWrite {
 
     /// [`KernelWrite::begin`] over any iterator of `(address, length)`.
     pub fn begin_iter<I: IntoIterator<Item = (usize, usize)>>(regions: I) -> KernelWrite {
+        Self::begin_with(|add| {
+            for (addr, len) in regions {
+                add(addr, len);
+            }
+        })
+    }
+
+    /// [`KernelWrite::begin`] over the regions `visit` passes to its
+    /// argument as `(address, length)`: for callers that walk C structures
+    /// (an `iovec` array, a `msghdr`) without collecting them first.
+    pub fn begin_with(visit: impl FnOnce(&mut dyn FnMut(usize, usize))) -> KernelWrite {
         let mut want = [(0usize, 0usize); MAX_PINS_PER_CALL];
         let mut n = 0;
-        for (addr, len) in regions {
+        visit(&mut |addr, len| {
             if len == 0 {
-                continue;
+                return;
             }
             let start = addr & !(PAGE_SIZE - 1);
             let end = addr.saturating_add(len).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
             if !overlaps_tracked(start, end) {
-                continue;
+                return;
             }
-            if n > 0 && start <= want[n - 1].1 && end >= want[n - 1].0 {
-                let last = &mut want[n - 1];
+            if n > 0 && (start <= want[n - 1].1 && end >= want[n - 1].0 || n == MAX_PINS_PER_CALL) {
+                // Overlapping or adjacent, or no room left: extend the last.
+                let last: &mut (usize, usize) = &mut want[n - 1];
                 *last = (last.0.min(start), last.1.max(end));
-            } else if n < MAX_PINS_PER_CALL {
+            } else {
                 want[n] = (start, end);
                 n += 1;
-            } else {
-                let last = &mut want[n - 1];
-                *last = (last.0.min(start), last.1.max(end));
             }
-        }
+        });
         let mut pin = KernelWrite {
             slots: [0; MAX_PINS_PER_CALL],
             len: 0,
@@ -218,10 +227,11 @@ impl KernelWrite {
     fn claim(&mut self, regions: &[(usize, usize)]) -> bool {
         'regions: for &(start, end) in regions {
             for (i, pin) in PINS.iter().enumerate() {
-                if pin
-                    .end
-                    .compare_exchange(0, end, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
+                if pin.end.load(Ordering::Relaxed) == 0
+                    && pin
+                        .end
+                        .compare_exchange(0, end, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
                 {
                     pin.start.store(start, Ordering::SeqCst);
                     PINS_IN_USE.fetch_max(i + 1, Ordering::SeqCst);

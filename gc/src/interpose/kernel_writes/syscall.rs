@@ -12,7 +12,8 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::{add_iovecs, add_mmsghdrs, add_msghdr_buffers, add_object, add_sockaddr, with_pins};
+use super::sockets::add_mmsghdrs;
+use super::{add_iovecs, add_msghdr_buffers, add_object, add_sockaddr, with_pins};
 use super::{Add, UIO_MAXIOV};
 use libc::{c_long, epoll_event, iovec, mmsghdr, msghdr, pollfd, socklen_t};
 use std::mem::size_of;
