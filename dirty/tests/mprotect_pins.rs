@@ -172,7 +172,7 @@ fn a_read_blocked_while_harvests_and_arms_run_succeeds_and_is_reported() {
     let mut seen = BTreeSet::new();
     let mut i = 0u64;
     while Instant::now() < until {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             s.arm().unwrap();
         } else {
             seen.extend(harvest_pages(&*s));
@@ -249,5 +249,8 @@ fn concurrent_pinned_reads_are_never_lost() {
     let reported = reported.lock().unwrap();
     assert!(harvests > 0);
     let missing: Vec<_> = written.difference(&reported).collect();
-    assert!(missing.is_empty(), "written but never reported: {missing:x?}");
+    assert!(
+        missing.is_empty(),
+        "written but never reported: {missing:x?}"
+    );
 }
