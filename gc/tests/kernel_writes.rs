@@ -9,7 +9,10 @@
 //! the page's first write, and the kernel raises no fault for its own
 //! writes: without the kernel-write pins (`oohgc_dirty::mprotect::KernelWrite`,
 //! taken by the interposed C library functions) these calls fail with
-//! `EFAULT` ("Bad address").
+//! `EFAULT` ("Bad address"). Also: the other interposed calls (recvmsg,
+//! recvfrom, poll, getrandom, `syscall()`, ...), and waits whose signal mask
+//! blocks everything (`ppoll`, `epoll_pwait`, `syscall(SYS_ppoll)`), which
+//! must not hold up a collection.
 
 mod common;
 
@@ -575,6 +578,99 @@ fn other_writing_calls_into_heap_memory_during_cycles() {
         }
     }
     let _ = std::fs::remove_file(&link);
+}
+
+/// A thread waiting in a call that takes a signal mask, with every signal
+/// in the mask, must still be stoppable: the wrappers take the collector's
+/// suspend and restart signals out of the mask. Each wait lasts up to 10 s
+/// (a pipe ends it); a collection while the thread waits must not wait for
+/// it to end.
+#[test]
+fn waits_with_every_signal_masked_do_not_delay_collections() {
+    setup();
+    for variant in ["ppoll", "epoll_pwait", "syscall(SYS_ppoll)"] {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe with a valid array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (wake_r, wake_w) = (fds[0], fds[1]);
+        let waiting = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let waiting = waiting.clone();
+            std::thread::spawn(move || {
+                let held = Gc::new([5u64; 4]);
+                // SAFETY: creating an epoll instance watching the wake pipe.
+                let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: 1,
+                };
+                // SAFETY: registering our own descriptor.
+                assert_eq!(
+                    unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, wake_r, &mut ev) },
+                    0
+                );
+                let mut events: Vec<libc::epoll_event> = Vec::with_capacity(4);
+                let mut pfd = [libc::pollfd {
+                    fd: wake_r,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                // SAFETY: a full signal set in a local.
+                let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+                // SAFETY: filling our own set.
+                unsafe { libc::sigfillset(&mut all) };
+                let ts = libc::timespec {
+                    tv_sec: 10,
+                    tv_nsec: 0,
+                };
+                loop {
+                    waiting.store(true, Ordering::Release);
+                    // SAFETY: waits with valid arguments.
+                    let n = unsafe {
+                        match variant {
+                            "ppoll" => libc::ppoll(pfd.as_mut_ptr(), 1, &ts, &all),
+                            "epoll_pwait" => {
+                                libc::epoll_pwait(ep, events.as_mut_ptr(), 4, 10_000, &all)
+                            }
+                            _ => libc::syscall(
+                                libc::SYS_ppoll,
+                                pfd.as_mut_ptr(),
+                                1usize,
+                                &ts as *const libc::timespec,
+                                &all as *const libc::sigset_t,
+                                8usize,
+                            ) as i32,
+                        }
+                    };
+                    if n > 0 {
+                        break; // woken through the pipe
+                    }
+                }
+                // SAFETY: closing our epoll descriptor.
+                unsafe { libc::close(ep) };
+                assert_eq!(*held, [5u64; 4]);
+            })
+        };
+        while !waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let t = std::time::Instant::now();
+        oohgc::collect();
+        let took = t.elapsed();
+        // SAFETY: waking the waiter through our pipe.
+        assert_eq!(unsafe { libc::write(wake_w, [1u8].as_ptr().cast(), 1) }, 1);
+        waiter.join().unwrap();
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(wake_r);
+            libc::close(wake_w);
+        }
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{variant}: a collection waited {took:?} for a thread whose wait masked the suspend signal"
+        );
+    }
 }
 
 /// The same calls in a process whose heap starts tiny (so that buffers land
