@@ -435,6 +435,12 @@ fn other_writing_calls_into_heap_memory_during_cycles() {
         let mut peer: Box<libc::sockaddr_in> = heap_zeroed();
         let mut peer_len: Box<libc::socklen_t> = Box::new(0);
         let mut status: Box<libc::c_int> = Box::new(-1);
+        let mut uts: Box<libc::utsname> = heap_zeroed();
+        let mut uts2: Box<libc::utsname> = heap_zeroed();
+        let mut usage: Box<libc::rusage> = heap_zeroed();
+        let mut cpu_time: Box<libc::timespec> = heap_zeroed();
+        let mut cpus: Box<libc::cpu_set_t> = heap_zeroed();
+        let mut pending: Box<libc::c_int> = Box::new(-1);
         settle(round);
 
         // SAFETY (this block): every pointer is to live heap memory of the
@@ -565,6 +571,39 @@ fn other_writing_calls_into_heap_memory_during_cycles() {
                 client.local_addr().unwrap().port()
             );
             libc::close(fd);
+
+            assert_eq!(libc::uname(&mut *uts), 0, "{}", errno_text("uname", round));
+            assert_eq!(
+                std::ffi::CStr::from_ptr(uts.sysname.as_ptr()).to_bytes(),
+                b"Linux"
+            );
+            let n = libc::syscall(libc::SYS_uname, &mut *uts2 as *mut libc::utsname);
+            assert_eq!(n, 0, "{}", errno_text("syscall(SYS_uname)", round));
+            assert_eq!(
+                std::ffi::CStr::from_ptr(uts2.sysname.as_ptr()).to_bytes(),
+                b"Linux"
+            );
+            let n = libc::getrusage(libc::RUSAGE_SELF, &mut *usage);
+            assert_eq!(n, 0, "{}", errno_text("getrusage", round));
+            assert!(usage.ru_maxrss > 0);
+            // A CPU-time clock is answered by the system call, not the vDSO.
+            let n = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut *cpu_time);
+            assert_eq!(n, 0, "{}", errno_text("clock_gettime", round));
+            assert!(cpu_time.tv_sec > 0 || cpu_time.tv_nsec > 0);
+            let n = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut *cpus);
+            assert_eq!(n, 0, "{}", errno_text("sched_getaffinity", round));
+            assert!(libc::CPU_COUNT(&cpus) > 0);
+            let (r3, w3) = {
+                let mut p = [0; 2];
+                assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+                (p[0], p[1])
+            };
+            assert_eq!(libc::write(w3, data.as_ptr().cast(), 7), 7);
+            let n = libc::ioctl(r3, libc::FIONREAD, &mut *pending as *mut libc::c_int);
+            assert_eq!(n, 0, "{}", errno_text("ioctl(FIONREAD)", round));
+            assert_eq!(*pending, 7);
+            libc::close(r3);
+            libc::close(w3);
 
             if round % 10 == 0 {
                 // Reaped by the waitpid below, into heap memory.

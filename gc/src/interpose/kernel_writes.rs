@@ -14,7 +14,8 @@
 //!
 //! This module owns the pinning helper ([`with_pins`]) and the read
 //! family; `sockets`, `waits` (epoll, poll, select, wait), `info` (stat,
-//! `_FORTIFY_SOURCE` entry points) and `syscall` hold the rest.
+//! `_FORTIFY_SOURCE` entry points), `system` (uname, rlimits, clocks,
+//! xattrs, `process_vm_readv`, `ioctl`) and `syscall` hold the rest.
 //!
 //! Covered: `read`, `pread`, `pread64`, `readv`, `preadv`, `preadv64`,
 //! `preadv2`, `preadv64v2`, `recv`, `recvfrom`, `recvmsg` (iovecs, name,
@@ -26,8 +27,14 @@
 //! `getsockname`, `getpeername`, `pipe`, `pipe2`, `socketpair`, the
 //! `_FORTIFY_SOURCE` variants `__read_chk`, `__pread_chk`,
 //! `__pread64_chk`, `__recv_chk`, `__recvfrom_chk`, `__readlink_chk`,
-//! `__readlinkat_chk`, `__getcwd_chk`, `__poll_chk`, `__ppoll_chk`, and
-//! the same system calls made through `syscall()` (module `syscall`).
+//! `__readlinkat_chk`, `__getcwd_chk`, `__poll_chk`, `__ppoll_chk`,
+//! `uname`, `sysinfo`, `getrusage`, `getrlimit(64)`, `prlimit(64)`,
+//! `clock_gettime`, `clock_getres`, `sched_getaffinity`, `getxattr`,
+//! `lgetxattr`, `fgetxattr`, `listxattr`, `llistxattr`, `flistxattr`,
+//! `process_vm_readv` (local iovecs), `ioctl` (requests encoding a read
+//! size, and `FIONREAD`, `TIOCOUTQ`, `TIOCGWINSZ`, `TIOCGPGRP`, `TIOCGSID`,
+//! `TCGETS`), and the same system calls made through `syscall()` (module
+//! `syscall`; also `io_getevents`/`io_pgetevents`' event array).
 //! Calls that take a signal mask pass it through
 //! [`super::open_collector_signals`] so the collector's suspend signal is
 //! never blocked while they wait.
@@ -66,6 +73,7 @@ macro_rules! real {
 mod info;
 mod sockets;
 mod syscall;
+mod system;
 mod waits;
 
 /// The region visitor [`KernelWrite::begin_with`] hands out.

@@ -13,10 +13,14 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::sockets::add_mmsghdrs;
+use super::system::add_ioctl;
 use super::{add_iovecs, add_msghdr_buffers, add_object, add_sockaddr, with_pins};
 use super::{Add, UIO_MAXIOV};
 use libc::{c_long, epoll_event, iovec, mmsghdr, msghdr, pollfd, socklen_t};
 use std::mem::size_of;
+
+/// `io_pgetevents` on x86-64 (the `libc` crate lacks the constant).
+const SYS_IO_PGETEVENTS: c_long = 333;
 
 /// The kernel's `sigset_t` size on x86-64 (the `sigsetsize` argument).
 const KERNEL_SIGSET: c_long = 8;
@@ -49,8 +53,11 @@ pub unsafe extern "C" fn syscall(
         libc::SYS_ppoll if a5 == KERNEL_SIGSET => {
             a4 = unsafe { open_kernel_mask(a4, &mut mask_copy) };
         }
-        libc::SYS_pselect6 if a6 != 0 && oohgc_barriers::current_config().is_some() => {
-            // The sixth argument points at { const sigset_t *ss; size_t ss_len; }.
+        libc::SYS_pselect6 | SYS_IO_PGETEVENTS
+            if a6 != 0 && oohgc_barriers::current_config().is_some() =>
+        {
+            // The sixth argument points at { const sigset_t *ss; size_t ss_len; }
+            // (pselect6's sigset argument, io_pgetevents' __aio_sigset).
             let data = unsafe { *(a6 as *const [usize; 2]) };
             if data[1] == KERNEL_SIGSET as usize {
                 let ss = unsafe { open_kernel_mask(data[0] as c_long, &mut mask_copy) };
@@ -164,6 +171,24 @@ unsafe fn add_regions(add: Add, n: c_long, a: [c_long; 6]) {
             libc::SYS_getsockopt => add_sockaddr(add, a[3] as *mut _, a[4] as *mut socklen_t),
             libc::SYS_pipe | libc::SYS_pipe2 => add(p(0), 8),
             libc::SYS_socketpair => add(p(3), 8),
+            libc::SYS_uname => add_object(add, a[0] as *const libc::utsname),
+            libc::SYS_sysinfo => add_object(add, a[0] as *const libc::sysinfo),
+            libc::SYS_getrusage => add_object(add, a[1] as *const libc::rusage),
+            libc::SYS_getrlimit => add_object(add, a[1] as *const libc::rlimit),
+            libc::SYS_prlimit64 => add_object(add, a[3] as *const libc::rlimit64),
+            libc::SYS_clock_gettime | libc::SYS_clock_getres => {
+                add_object(add, a[1] as *const libc::timespec);
+            }
+            libc::SYS_sched_getaffinity => add(p(2), p(1)),
+            libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr => add(p(2), p(3)),
+            libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => add(p(1), p(2)),
+            libc::SYS_process_vm_readv => add_iovecs(add, a[1] as *const iovec, p(2)),
+            libc::SYS_ioctl => add_ioctl(add, a[1] as libc::c_ulong, p(2)),
+            libc::SYS_io_getevents | SYS_IO_PGETEVENTS => {
+                // struct io_event is 32 bytes; the timeout is updated.
+                add(p(3), p(2) * 32);
+                add_object(add, a[4] as *const libc::timespec);
+            }
             _ => {}
         }
     }
