@@ -62,7 +62,7 @@ use handler::{
     handler_address, install_handler, protect, synchronize, DEGRADES, REGISTRY, SLOTS, SLOTS_IN_USE,
 };
 pub use pins::{any_tracked, pins_taken, KernelWrite, MAX_PINS, MAX_PINS_PER_CALL};
-use pins::{for_each_pinned_page, protect_except, Reprotecting, TRACKED_RANGES};
+use pins::{for_each_pinned_page, note_tracked, protect_except, Reprotecting, TRACKED_RANGES};
 
 const NAME: &str = "mprotect";
 
@@ -221,6 +221,7 @@ impl DirtySource for MprotectSource {
         s.degraded.store(false, Ordering::SeqCst);
         SLOTS_IN_USE.fetch_max(slot + 1, Ordering::SeqCst);
         TRACKED_RANGES.fetch_add(1, Ordering::SeqCst);
+        note_tracked(range.start, range.end());
         s.start.store(range.start, Ordering::SeqCst);
         ranges.insert(range, Entry { slot, bitmap });
         Ok(())

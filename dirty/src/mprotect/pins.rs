@@ -107,6 +107,18 @@ static REPROTECTING: AtomicUsize = AtomicUsize::new(0);
 static PINNERS_MODIFYING: AtomicUsize = AtomicUsize::new(0);
 /// Tracked ranges over every `mprotect` source ([`any_tracked`]).
 pub(super) static TRACKED_RANGES: AtomicUsize = AtomicUsize::new(0);
+/// Lowest start and highest end ever tracked (they never shrink): a quick
+/// reject for buffers far from every tracked range (stacks, `malloc`).
+static TRACKED_LOW: AtomicUsize = AtomicUsize::new(usize::MAX);
+static TRACKED_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// Record that `[start, end)` is about to be tracked (before its slot is
+/// published).
+pub(super) fn note_tracked(start: usize, end: usize) {
+    TRACKED_LOW.fetch_min(start, Ordering::SeqCst);
+    TRACKED_HIGH.fetch_max(end, Ordering::SeqCst);
+}
+
 /// Pins taken since start-up (a counter for reports and tests).
 static PINS_TAKEN: AtomicUsize = AtomicUsize::new(0);
 
@@ -283,6 +295,9 @@ fn wait_until(done: impl Fn() -> bool) {
 /// Whether `[start, end)` overlaps a tracked range (lock-free; a range
 /// tracked or untracked meanwhile cannot hold a buffer the caller owns).
 fn overlaps_tracked(start: usize, end: usize) -> bool {
+    if end <= TRACKED_LOW.load(Ordering::Acquire) || start >= TRACKED_HIGH.load(Ordering::Acquire) {
+        return false;
+    }
     SLOTS[..SLOTS_IN_USE.load(Ordering::Acquire)]
         .iter()
         .any(|slot| {
