@@ -254,3 +254,42 @@ fn concurrent_pinned_reads_are_never_lost() {
         "written but never reported: {missing:x?}"
     );
 }
+
+#[test]
+fn a_harvest_sink_may_pin() {
+    // A watchdog: a sink that waited for its own re-protection would hang.
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if done.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            eprintln!("a_harvest_sink_may_pin: the harvest sink deadlocked on its own pin");
+            std::process::abort();
+        });
+    }
+    let (s, m) = armed(4);
+    m.write(0, 3);
+    let (r, w) = pipe();
+    let mut reported = 0;
+    s.harvest(&mut |run| {
+        reported += run.pages();
+        // The collector's sink might make a system call into the heap.
+        write_all(w, &[0x44; 8]);
+        let pin = KernelWrite::begin(&[(m.page(3), 8)]);
+        assert_eq!(read_exact(r, m.page(3), 8), Ok(()));
+        drop(pin);
+    })
+    .unwrap();
+    done.store(true, Ordering::Release);
+    assert_eq!(reported, 1);
+    assert_eq!(bytes_at(m.page(3), 8), vec![0x44; 8]);
+    assert_eq!(harvest_pages(&s), addrs(&m, &[3]));
+    close(r);
+    close(w);
+}

@@ -256,44 +256,44 @@ impl DirtySource for MprotectSource {
     fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
         let t = Instant::now();
         let ranges = self.lock();
+        // Every run found, over all ranges; reported after the
+        // re-protection ends, so that a sink that makes a system call into
+        // tracked memory (and pins) cannot wait for this very thread.
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.clear();
         // No pinner modifies from here on, and the pins can only shrink.
         let reprotecting = Reprotecting::enter();
         // Every fault handled before this point has recorded its page.
         synchronize();
         let mut pinned = self.lock_pinned();
         reprotecting.snapshot(&mut pinned);
-        let mut pages = 0u64;
         for (r, e) in ranges.iter() {
             if SLOTS[e.slot].degraded.swap(false, Ordering::SeqCst) {
                 e.bitmap.clear_all();
-                pages += r.pages() as u64;
-                sink(*r);
+                runs.push(*r);
                 Self::redirty_pinned(*r, *e, &pinned);
                 Self::protect_or_degrade(*r, *e, &pinned);
                 continue;
             }
-            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-            runs.clear();
-            e.bitmap.drain_runs(r.start, &mut |run| {
-                pages += run.pages() as u64;
-                sink(run);
-                runs.push(run);
-            });
-            if runs.is_empty() {
+            let first = runs.len();
+            e.bitmap.drain_runs(r.start, &mut |run| runs.push(run));
+            let found = &runs.as_slice()[first..];
+            if found.is_empty() {
                 continue;
             }
-            let failed = if runs.len() > r.pages() / WHOLE_RANGE_RUNS_DIVISOR {
+            let failed = if found.len() > r.pages() / WHOLE_RANGE_RUNS_DIVISOR {
                 // Many scattered runs: one call over the whole range is
                 // cheaper than one per run (and protecting clean pages
                 // again is harmless).
                 bump(&self.whole_range_reprotects, 1);
                 !protect_except(r.start, r.len, &pinned)
             } else {
-                runs.iter()
+                found
+                    .iter()
                     .any(|run| !protect_except(run.start, run.len, &pinned))
             };
             // Pinned pages were drained (their bits are set while pinned)
-            // and reported; they stay writable and dirty.
+            // and are reported; they stay writable and dirty.
             Self::redirty_pinned(*r, *e, &pinned);
             if failed {
                 // Some run stayed writable: make the whole range writable
@@ -303,6 +303,12 @@ impl DirtySource for MprotectSource {
         }
         drop(pinned);
         drop(reprotecting);
+        let mut pages = 0u64;
+        for run in runs.iter() {
+            pages += run.pages() as u64;
+            sink(*run);
+        }
+        drop(runs);
         drop(ranges);
         self.counters.record_harvest(pages, t);
         Ok(())
