@@ -62,7 +62,9 @@
 //!   running. A pinner waits for `REPROTECTING == 0` (or for a free slot)
 //!   only with its signals unblocked, where it can be stopped. A
 //!   re-protector blocks the same signals for its own run, so a signal
-//!   handler that pins on the re-protecting thread cannot wait for itself.
+//!   handler that pins on the re-protecting thread cannot wait for itself,
+//!   and a harvest hands its pages to the sink only after the section (a
+//!   sink may make system calls into tracked memory).
 //!   Synchronous fault signals (`SIGSEGV`, `SIGBUS`, ...) stay unblocked:
 //!   the `mprotect` source's own handler must still run, and it never waits
 //!   either.
