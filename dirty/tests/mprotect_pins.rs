@@ -293,3 +293,81 @@ fn a_harvest_sink_may_pin() {
     close(r);
     close(w);
 }
+
+/// `fork()` while another thread harvests (inside its re-protection most
+/// of the time): the child, where that thread does not exist, must still
+/// be able to pin.
+#[test]
+fn a_fork_child_can_pin_after_a_fork_during_a_harvest() {
+    const PAGES: usize = 4096;
+    let (s, m) = armed(PAGES);
+    let s = Arc::new(s);
+    let stop = Arc::new(AtomicBool::new(false));
+    let harvester = {
+        let (s, stop) = (s.clone(), stop.clone());
+        let base = m.range.start;
+        std::thread::spawn(move || {
+            let mut round = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                // Scattered writes make each harvest re-protect many runs.
+                for i in (round % 2..PAGES).step_by(2) {
+                    common::write_byte(base + i * PAGE_SIZE, round as u8);
+                }
+                s.harvest(&mut |_| {}).unwrap();
+                round += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let target = m.page(7) + 16;
+    let mut failure = None;
+    for round in 0..20 {
+        let (r, w) = pipe();
+        write_all(w, &[0x5A; 8]);
+        // SAFETY: the child only pins, reads and exits (no allocation, no locks).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let pin = KernelWrite::begin(&[(target, 8)]);
+            let ok = read_exact(r, target, 8) == Ok(());
+            drop(pin);
+            // SAFETY: leaving the child without running the parent's handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut status = 0;
+        loop {
+            // SAFETY: polling our own child.
+            let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if got == pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: killing and reaping our own hung child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                failure = Some(format!(
+                    "fork {round}: the child hung pinning (a count inherited from the harvesting thread)"
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        close(r);
+        close(w);
+        if failure.is_none() && !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            failure = Some(format!(
+                "fork {round}: the child's pinned read failed (status {status:#x})"
+            ));
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    // Stop the harvester before the mapping goes away, then judge.
+    stop.store(true, Ordering::Release);
+    harvester.join().unwrap();
+    assert_eq!(failure, None);
+}

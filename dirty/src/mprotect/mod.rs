@@ -62,7 +62,10 @@ use handler::{
     handler_address, install_handler, protect, synchronize, DEGRADES, REGISTRY, SLOTS, SLOTS_IN_USE,
 };
 pub use pins::{any_tracked, pins_taken, KernelWrite, MAX_PINS, MAX_PINS_PER_CALL};
-use pins::{for_each_pinned_page, note_tracked, protect_except, Reprotecting, TRACKED_RANGES};
+use pins::{
+    for_each_pinned_page, note_tracked, protect_except, reset_in_fork_children, Reprotecting,
+    TRACKED_RANGES,
+};
 
 const NAME: &str = "mprotect";
 
@@ -96,6 +99,7 @@ impl MprotectSource {
     /// Install the process-wide `SIGSEGV` handler (once) and open a source.
     pub fn open() -> Result<MprotectSource, DirtyError> {
         install_handler()?;
+        reset_in_fork_children();
         Ok(MprotectSource {
             ranges: Mutex::new(TrackedRanges::new()),
             counters: Box::default(),

@@ -274,6 +274,28 @@ impl Drop for KernelWrite {
     }
 }
 
+/// Register (once) the fork-child reset of the exclusion counters: a
+/// `fork()` may land while another thread re-protects or pins (a harvest
+/// runs concurrently with the program), and in the child that thread does
+/// not exist, so the counts it held would keep every pinner of the child
+/// waiting forever. The forking thread itself is in neither section (both
+/// run with asynchronous signals blocked and call no `fork`), so zero is
+/// the child's truth. Pins of vanished threads stay: their pages remain
+/// writable and reported (false positives only).
+pub(super) fn reset_in_fork_children() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn child() {
+            REPROTECTING.store(0, Ordering::SeqCst);
+            PINNERS_MODIFYING.store(0, Ordering::SeqCst);
+        }
+        // SAFETY: registering a handler that only stores to atomics.
+        if unsafe { libc::pthread_atfork(None, None, Some(child)) } != 0 {
+            die("oohgc-dirty mprotect: pthread_atfork failed\n");
+        }
+    });
+}
+
 /// Free pin slots now (a hint for a waiting pinner).
 fn free_pins() -> usize {
     PINS.iter()
