@@ -68,6 +68,9 @@
 //!   Synchronous fault signals (`SIGSEGV`, `SIGBUS`, ...) stay unblocked:
 //!   the `mprotect` source's own handler must still run, and it never waits
 //!   either.
+//! * `fork()`: a child inherits the counts of threads it does not have (a
+//!   harvest may be running); a `pthread_atfork` child handler zeroes them
+//!   ([`reset_in_fork_children`]).
 //! * Signals are masked with the raw `rt_sigprocmask` system call, not
 //!   `pthread_sigmask`: an interposed `pthread_sigmask` may (rightly, for
 //!   programs) refuse to block the collector's suspend signal.
