@@ -40,8 +40,8 @@
 //! never blocked while they wait.
 //!
 //! Not covered (they do not come through the C library's exported
-//! symbols): raw `syscall` instructions (rustix's `linux_raw` backend, Go-
-//! or assembly-style code), io_uring, POSIX AIO completions, writes by
+//! symbols): raw `syscall` instructions (rustix's `linux_raw` backend,
+//! inline assembly), io_uring, POSIX AIO completions, writes by
 //! another process (`process_vm_writev`, ptrace), and the C library's
 //! internal calls (`fread`, `readdir`, `getaddrinfo`, ... into buffers the
 //! program passed; they use hidden aliases).
