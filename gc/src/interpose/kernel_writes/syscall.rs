@@ -44,13 +44,14 @@ pub unsafe extern "C" fn syscall(
     // Storage the filtered masks point into while the call runs.
     let mut mask_copy = 0u64;
     let pselect_data: [usize; 2];
-    // SAFETY (all three): per this function's contract the mask arguments
-    // are null or valid kernel masks of `sigsetsize` bytes.
     match n {
         libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 if a6 == KERNEL_SIGSET => {
+            // SAFETY: per this function's contract the mask is null or a
+            // valid kernel mask of `sigsetsize` (8) bytes.
             a5 = unsafe { open_kernel_mask(a5, &mut mask_copy) };
         }
         libc::SYS_ppoll if a5 == KERNEL_SIGSET => {
+            // SAFETY: as above.
             a4 = unsafe { open_kernel_mask(a4, &mut mask_copy) };
         }
         libc::SYS_pselect6 | SYS_IO_PGETEVENTS
@@ -58,8 +59,11 @@ pub unsafe extern "C" fn syscall(
         {
             // The sixth argument points at { const sigset_t *ss; size_t ss_len; }
             // (pselect6's sigset argument, io_pgetevents' __aio_sigset).
+            // SAFETY: per the contract a non-null sixth argument of these
+            // calls points at that two-word structure.
             let data = unsafe { *(a6 as *const [usize; 2]) };
             if data[1] == KERNEL_SIGSET as usize {
+                // SAFETY: its mask is null or 8 readable bytes.
                 let ss = unsafe { open_kernel_mask(data[0] as c_long, &mut mask_copy) };
                 pselect_data = [ss as usize, data[1]];
                 a6 = pselect_data.as_ptr() as c_long;
