@@ -694,9 +694,11 @@ fn waits_with_every_signal_masked_do_not_delay_collections() {
             std::thread::yield_now();
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+        let given_up = oohgc::stats().threads_given_up;
         let t = std::time::Instant::now();
         oohgc::collect();
         let took = t.elapsed();
+        let given_up = oohgc::stats().threads_given_up - given_up;
         // SAFETY: waking the waiter through our pipe.
         assert_eq!(unsafe { libc::write(wake_w, [1u8].as_ptr().cast(), 1) }, 1);
         waiter.join().unwrap();
@@ -708,6 +710,10 @@ fn waits_with_every_signal_masked_do_not_delay_collections() {
         assert!(
             took < std::time::Duration::from_secs(5),
             "{variant}: a collection waited {took:?} for a thread whose wait masked the suspend signal"
+        );
+        assert_eq!(
+            given_up, 0,
+            "{variant}: the collection gave up a thread whose wait masked the suspend signal"
         );
     }
 }
