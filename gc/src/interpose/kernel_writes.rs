@@ -57,10 +57,19 @@ use libc::{
 use oohgc_dirty::mprotect::{any_tracked, KernelWrite};
 use std::mem::size_of;
 
-/// The real function `name` with the given C signature.
+/// The real function `name` with the given C signature, resolved at load
+/// time (`.init_array`) so that a first call from a signal handler (a
+/// `SIGCHLD` handler's `waitpid`, the collector's own `syscall(SYS_futex)`)
+/// does not run `dlsym`.
 macro_rules! real {
     ($name:literal: fn($($arg:ty),*) -> $ret:ty) => {{
         static REAL: crate::interpose::RealFn = crate::interpose::RealFn::new($name);
+        extern "C" fn resolve_at_load() {
+            REAL.preload();
+        }
+        #[used]
+        #[link_section = ".init_array"]
+        static RESOLVE_AT_LOAD: extern "C" fn() = resolve_at_load;
         let p = REAL.get();
         // SAFETY: `p` is the C library's definition of this symbol, whose C
         // signature is the one written here.
