@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | `pagemap-scan` | `pagemap_scan::PagemapScanSource` | async userfaultfd write-protect + `PAGEMAP_SCAN` (Linux >= 6.7) | every write, kernel writes included |
 //! | `uffd` | `uffd::UffdSource` | synchronous userfaultfd write-protect, handler thread | every write; kernel writes block until handled (EFAULT if user-mode-only) |
-//! | `mprotect` | `mprotect::MprotectSource` | `PROT_READ` + `SIGSEGV` handler | program writes; kernel writes into armed pages fail with EFAULT |
+//! | `mprotect` | `mprotect::MprotectSource` | `PROT_READ` + `SIGSEGV` handler | program writes; kernel writes into buffers pinned with `mprotect::KernelWrite` (others fail with EFAULT) |
 //! | `soft-dirty` | `soft_dirty::SoftDirtySource` | `clear_refs` + pagemap bit 55 | harvests with writers stopped; refused without `CONFIG_MEM_SOFT_DIRTY` |
 //! | `card` | `card::CardSource` | card table + `card::write_barrier` | only programs that call the barrier after every pointer store |
 //! | `none` | `none::NoneSource` | every page is dirty | everything (the baseline) |

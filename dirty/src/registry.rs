@@ -18,9 +18,14 @@ use crate::{DirtyError, DirtySource};
 pub struct Capabilities {
     /// A system call writing a tracked page (`read(2)` into a buffer)
     /// succeeds and the page is reported. `false`: such a call fails with
-    /// `EFAULT` while the page is armed (`mprotect`), or the write is not
-    /// seen at all (`card`).
+    /// `EFAULT` while the page is armed (`mprotect`, unless the buffer is
+    /// pinned: see [`Capabilities::kernel_writes_need_pins`]), or the write
+    /// is not seen at all (`card`).
     pub sees_kernel_writes: bool,
+    /// A system call writing a tracked page succeeds (and the page is
+    /// reported) only if the caller pins the buffer around it
+    /// (`mprotect::KernelWrite`); oohgc's interposed C library calls do.
+    pub kernel_writes_need_pins: bool,
     /// Sound only if the program reports every pointer store itself (a
     /// software write barrier): never a default or a fallback.
     pub needs_barrier: bool,
@@ -66,6 +71,7 @@ impl std::fmt::Debug for SourceInfo {
 /// and may be a default.
 const SEES_ALL: Capabilities = Capabilities {
     sees_kernel_writes: true,
+    kernel_writes_need_pins: false,
     needs_barrier: false,
     default_candidate: true,
     tracks_nothing: false,
@@ -113,6 +119,7 @@ pub const SOURCES: [SourceInfo; 8] = [
         compiled_in: cfg!(feature = "mprotect"),
         capabilities: Capabilities {
             sees_kernel_writes: false,
+            kernel_writes_need_pins: true,
             ..SEES_ALL
         },
         open: open_mprotect,
@@ -132,6 +139,7 @@ pub const SOURCES: [SourceInfo; 8] = [
         compiled_in: cfg!(feature = "card"),
         capabilities: Capabilities {
             sees_kernel_writes: false,
+            kernel_writes_need_pins: false,
             needs_barrier: true,
             default_candidate: false,
             tracks_nothing: false,

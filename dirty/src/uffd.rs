@@ -21,7 +21,8 @@
 //! blocks in the kernel until the handler thread resolves the fault, then
 //! succeeds and the page is reported. With `UFFD_USER_MODE_ONLY` (the
 //! fallback for unprivileged processes) the same `read(2)` fails with
-//! `EFAULT` instead, as under `mprotect`.
+//! `EFAULT` instead, as an unpinned buffer does under `mprotect` (the
+//! `mprotect` pins, `mprotect::KernelWrite`, do not apply to this source).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -7,7 +7,8 @@
 //!   the read blocks until the handler thread resolves the fault, then
 //!   succeeds and the page is reported; with `UFFD_USER_MODE_ONLY` it
 //!   fails with EFAULT.
-//! * `mprotect`: the read fails with EFAULT and writes nothing.
+//! * `mprotect`: the read fails with EFAULT and writes nothing, unless the
+//!   buffer is pinned (`mprotect::KernelWrite`, tests/mprotect_pins.rs).
 //! * `card`: the read succeeds and is NOT reported (no barrier ran): the
 //!   documented false negative of software barriers.
 

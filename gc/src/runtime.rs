@@ -320,9 +320,17 @@ fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
             primary.name()
         ));
     }
+    if primary.capabilities().kernel_writes_need_pins {
+        say_what_pins_miss(primary.name());
+    }
     let Some(second) = cfg.cross_check else {
         return Ok(primary);
     };
+    if oohgc_dirty::registry::capabilities_of(second).kernel_writes_need_pins
+        && !primary.capabilities().kernel_writes_need_pins
+    {
+        say_what_pins_miss(second);
+    }
     let engine = oohgc_dirty::pml::Engine::from_name(cfg.pml_engine).unwrap_or_default();
     let opts = oohgc_dirty::OpenOptions { pml_engine: engine };
     let secondary = oohgc_dirty::open_with(second, &opts)
@@ -330,6 +338,20 @@ fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     Ok(Box::new(oohgc_dirty::cross_check::CrossCheck::new(
         primary, secondary,
     )))
+}
+
+/// Under a source whose kernel writes need pins (`mprotect`), a system
+/// call writing into an armed heap page fails with `EFAULT` unless an
+/// interposed C library wrapper pinned the buffer
+/// (`interpose::kernel_writes`): say once, at start-up, which writes no
+/// wrapper can see.
+fn say_what_pins_miss(source: &str) {
+    eprint_line(format_args!(
+        "oohgc: dirty source `{source}`: kernel writes into the heap are made safe only through the C library's \
+         exported calls (read, recv*, epoll_wait, poll, stat, wait, syscall(), ...); uncovered, failing with EFAULT \
+         on a protected heap page: raw syscall instructions (rustix's linux_raw backend), io_uring, POSIX AIO, \
+         another process's process_vm_writev, and the C library's internal calls (fread, readdir, ...)"
+    ));
 }
 
 fn open_primary_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {

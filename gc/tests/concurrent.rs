@@ -218,15 +218,6 @@ fn a_pointer_written_only_by_a_system_call() {
         // SAFETY: slot < 512.
         let (n, target_addr) = send_and_receive(round, fds, unsafe { dst.add(slot) });
         clobber_stack();
-        if n == -(libc::EFAULT as isize) && oohgc::dirty_source_name() == "mprotect" {
-            // Documented: under `mprotect` a system call writing into a
-            // write-protected heap page fails with EFAULT (as in bdwgc).
-            // Drain the pipe into a stack buffer and go on.
-            let mut sink = 0usize;
-            // SAFETY: reading 8 bytes into a local.
-            unsafe { libc::read(fds[0], &mut sink as *mut usize as *mut libc::c_void, 8) };
-            continue;
-        }
         assert_eq!(
             n, 8,
             "read(2) into the collected buffer failed: errno {}",

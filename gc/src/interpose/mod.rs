@@ -15,6 +15,7 @@
 //! come here.
 
 mod dl;
+mod kernel_writes;
 mod signal_masks;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -58,6 +59,19 @@ impl RealFn {
         }
         self.ptr.store(p, Ordering::Release);
         p
+    }
+
+    /// Resolve now if the C library has the symbol, silently otherwise (a
+    /// later call then reports it): for resolution at load time of
+    /// functions a newer C library may be the only one to have.
+    pub(crate) fn preload(&self) {
+        if self.ptr.load(Ordering::Acquire).is_null() {
+            // SAFETY: as in `resolve`.
+            let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+            if !p.is_null() {
+                self.ptr.store(p, Ordering::Release);
+            }
+        }
     }
 }
 
