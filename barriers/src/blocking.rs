@@ -79,22 +79,48 @@ impl Drop for BlockingGuard {
             return;
         }
         slot.blocking_depth.store(0, Ordering::Relaxed);
-        slot.in_blocking.store(0, Ordering::SeqCst);
-        // Threads that are never stopped need not wait: excluded threads, and
-        // the thread holding the world stopped (it would wait for itself).
-        if slot.is_excluded() || STOPPER_TID.load(Ordering::SeqCst) == sys::gettid() {
+        leave(slot);
+    }
+}
+
+/// Clear the thread's blocking flag and, if the world is stopped, wait for
+/// the restart (the Dekker handshake of the module doc).
+fn leave(slot: &Slot) {
+    slot.in_blocking.store(0, Ordering::SeqCst);
+    // Threads that are never stopped need not wait: excluded threads, and
+    // the thread holding the world stopped (it would wait for itself).
+    if slot.is_excluded() || STOPPER_TID.load(Ordering::SeqCst) == sys::gettid() {
+        return;
+    }
+    loop {
+        let epoch = EPOCH.load(Ordering::SeqCst);
+        if epoch & 1 == 0 {
             return;
         }
-        loop {
-            let epoch = EPOCH.load(Ordering::SeqCst);
-            if epoch & 1 == 0 {
-                return;
-            }
-            // A stopper may still signal us (if it saw the flag cleared):
-            // the handler interrupts this wait and runs as usual.
-            sys::futex_wait(&EPOCH, epoch, None);
-        }
+        // A stopper may still signal us (if it saw the flag cleared):
+        // the handler interrupts this wait and runs as usual.
+        sys::futex_wait(&EPOCH, epoch, None);
     }
+}
+
+/// Run `f` as an ordinary, stoppable thread although the caller is inside
+/// a blocking region (bdwgc's `GC_call_with_gc_active`): the region is left
+/// (waiting for the restart if the world is stopped), `f` runs — a stop
+/// meanwhile signals this thread like any other — and the region is
+/// entered again with the stack pointer and registers recorded at its
+/// start, which are still live. For work that must not run beside a
+/// stopped world, such as allocating while a pause walks the heap.
+pub fn outside_blocking_region<R>(f: impl FnOnce() -> R) -> R {
+    let Some(slot) = registry::current_slot() else {
+        return f();
+    };
+    if slot.in_blocking.load(Ordering::Relaxed) == 0 {
+        return f();
+    }
+    leave(slot);
+    let r = f();
+    slot.in_blocking.store(1, Ordering::SeqCst);
+    r
 }
 
 impl core::fmt::Debug for BlockingGuard {

@@ -54,7 +54,7 @@ mod sys;
 mod task_list;
 mod world_lock;
 
-pub use blocking::{enter_blocking, BlockingGuard};
+pub use blocking::{enter_blocking, outside_blocking_region, BlockingGuard};
 pub use current::current_thread_roots;
 pub use error::{BarrierError, ShortText, SignalRole};
 pub use handler::{current_thread_suspend_signals, current_thread_suspensions};

@@ -36,14 +36,13 @@ unsafe impl GlobalAlloc for GcAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match runtime::alloc_route() {
-            runtime::AllocRoute::Heap => {
-                let p = oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual);
-                if alloc_sites::capturing() {
-                    alloc_sites::record_allocation(p);
-                }
-                p
-            }
+            // SAFETY: same contract as this call.
+            runtime::AllocRoute::Heap => unsafe { self.alloc_in_heap(layout) },
             runtime::AllocRoute::System => system_alloc(layout),
+            runtime::AllocRoute::HeapOutsideBlocking => {
+                // SAFETY: same contract as this call.
+                oohgc_barriers::outside_blocking_region(|| unsafe { self.alloc_in_heap(layout) })
+            }
         }
     }
 
@@ -86,6 +85,36 @@ unsafe impl GlobalAlloc for GcAllocator {
             return q;
         }
         runtime::register_current_thread();
+        if runtime::in_blocking() {
+            return oohgc_barriers::outside_blocking_region(|| {
+                // SAFETY: same contract as this call.
+                unsafe { self.realloc_in_heap(ptr, layout, new_size) }
+            });
+        }
+        // SAFETY: same contract as this call.
+        unsafe { self.realloc_in_heap(ptr, layout, new_size) }
+    }
+}
+
+impl GcAllocator {
+    /// `alloc` from the collected heap, as a `Manual` block.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    #[inline(always)]
+    unsafe fn alloc_in_heap(&self, layout: Layout) -> *mut u8 {
+        let p = oohgc_allocator::alloc(layout.size(), layout.align(), ObjectKind::Manual);
+        if alloc_sites::capturing() {
+            alloc_sites::record_allocation(p);
+        }
+        p
+    }
+
+    /// `realloc` of a block of the collected heap.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::realloc`, with `ptr` in the heap.
+    unsafe fn realloc_in_heap(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !alloc_sites::tracking_frees() {
             // SAFETY: ptr came from this allocator with `layout`.
             return unsafe { oohgc_allocator::realloc(ptr, new_size, layout.align()) };

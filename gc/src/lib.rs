@@ -148,8 +148,9 @@ pub fn write_barrier(slot: *const u8) {
 /// Checked: a `Gc` allocated inside `f` (`Gc::new`, `alloc_noscan`, ...)
 /// ends the process with a message naming the mistake (its only reference
 /// would be in frames nobody scans, and a sweep could free it at once).
-/// `Box`/`Vec`/`String` allocation inside `f` is safe: such blocks are never
-/// swept and are roots until freed.
+/// `Box`/`Vec`/`String` allocation inside `f` is fine: each leaves the
+/// region while it runs (waiting for a running pause to end), and such
+/// blocks are roots until freed.
 /// Not checked: pointer stores into the heap from inside `f` (no cost-free
 /// way to see them); they are the "must not touch" above.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {

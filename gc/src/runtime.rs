@@ -42,10 +42,9 @@ enum ThreadRole {
     Unknown,
     Mutator,
     /// A mutator inside [`crate::blocking`]: not stopped by pauses, so it
-    /// must not allocate collected objects (see `gc_ptr::alloc_collected`).
-    /// Its `GcAllocator` blocks take the slow path and are safe: `Manual`
-    /// blocks are never swept and are roots until freed, and the heap's
-    /// allocation path is built to run beside a sweep.
+    /// must not allocate collected objects (see `admit_gc_allocation`), and
+    /// its `GcAllocator` allocations leave the region while they run (see
+    /// [`AllocRoute::HeapOutsideBlocking`]).
     MutatorInBlocking,
     /// Collector-internal: never stopped, never scanned, never registered.
     Internal,
@@ -84,6 +83,12 @@ pub(crate) enum AllocRoute {
     Heap,
     /// The C library (see [`with_system_allocator`]).
     System,
+    /// The collected heap, from inside [`crate::blocking`]: such a thread
+    /// is not stopped by pauses, and a pause walks the heap's objects (the
+    /// `GcAllocator` blocks are roots, listed once and again by the
+    /// verifier), so the allocation leaves the region for its duration and
+    /// waits for a running pause to end.
+    HeapOutsideBlocking,
 }
 
 /// The allocation path's one thread-local check: a registered mutator (the
@@ -104,6 +109,9 @@ fn alloc_route_slow() -> AllocRoute {
         return AllocRoute::System;
     }
     register_current_thread();
+    if in_blocking() {
+        return AllocRoute::HeapOutsideBlocking;
+    }
     AllocRoute::Heap
 }
 
