@@ -91,6 +91,15 @@ pub fn run(
         fs::remove_dir_all(&reports_dir)?;
     }
     fs::create_dir_all(&reports_dir)?;
+    // A temporary directory of its own: suites name their scratch
+    // directories after the test and a per-process counter (ripgrep's
+    // /tmp/ripgrep-tests/<test>/<n>), so two runs at once would share and
+    // delete each other's files.
+    let tmp = with("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
@@ -106,7 +115,8 @@ pub fn run(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.env("OOHGC_PEER_REPORT_DIR", &reports_dir);
+    cmd.env("OOHGC_PEER_REPORT_DIR", &reports_dir)
+        .env("TMPDIR", &tmp);
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id() as libc::pid_t;
@@ -128,6 +138,9 @@ pub fn run(
     let elapsed = start.elapsed();
     // Whatever the tests started and left behind goes with them.
     kill_group(pgid);
+    // What is left in it is of no use (and may be large); a file that
+    // cannot be removed stays for the next run to try again.
+    let _ = fs::remove_dir_all(&tmp);
 
     let stdout = String::from_utf8_lossy(&fs::read(&out_path)?).into_owned();
     let stderr = String::from_utf8_lossy(&fs::read(&err_path)?).into_owned();
@@ -215,7 +228,8 @@ mod tests {
         assert!(!marker.exists(), "the background child outlived the limit");
 
         let ok = dir.join("ok.sh");
-        fs::write(&ok, "#!/bin/sh\necho 'test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured'\nexit 0\n").unwrap();
+        let script = "#!/bin/sh\necho 'test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured'\necho \"$TMPDIR\" >&2\nexit 0\n";
+        fs::write(&ok, script).unwrap();
         fs::set_permissions(&ok, fs::Permissions::from_mode(0o755)).unwrap();
         let out = run(
             &ok,
@@ -227,6 +241,9 @@ mod tests {
         .unwrap();
         assert_eq!(out.end, End::Exited(0));
         assert_eq!(out.parsed.summary.map(|c| c.passed), Some(2));
+        // Its own temporary directory, removed afterwards.
+        assert!(out.stderr_tail.ends_with("ok.tmp"), "{}", out.stderr_tail);
+        assert!(!dir.join("ok.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,6 +90,7 @@ fn main() {
             let o = Options {
                 sources: sources.clone(),
                 jobs,
+                set,
                 work: root.join("target").join("peer"),
                 build_dir: build_dir.unwrap_or_else(|| root.join("target").join("peer-build")),
                 hook: root.join("peer").join("hook"),

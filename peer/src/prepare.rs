@@ -31,7 +31,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever what [`prepare`] writes changes.
-const INJECTION_VERSION: u32 = 1;
+const INJECTION_VERSION: u32 = 2;
 
 /// The cargo profile the suites build with: `dev` (debug assertions and
 /// overflow checks stay, as under `cargo test`) at opt-level 1 with line
@@ -71,31 +71,42 @@ pub enum RootKind {
     TestOrBin,
 }
 
-/// The text appended to a crate root. `extern crate` names the hook in
-/// every edition (2015 included) and from a `no_std` library's tests.
-pub fn injection(kind: RootKind) -> String {
+/// The text appended to a crate root. From edition 2018 on the hook is
+/// named by an absolute path (it is in the extern prelude, also for a
+/// `no_std` library's tests), which no lint objects to; edition 2015 needs
+/// an `extern crate`.
+pub fn injection(kind: RootKind, edition_2015: bool) -> String {
     let cfg = match kind {
         RootKind::Lib => format!("all(test, feature = \"{FEATURE}\")"),
         RootKind::TestOrBin => format!("feature = \"{FEATURE}\""),
     };
+    let (extern_crate, path) = if edition_2015 {
+        (
+            format!(
+                "#[cfg({cfg})]\n#[allow(unused_extern_crates)]\nextern crate oohgc_peer_hook;\n"
+            ),
+            "oohgc_peer_hook",
+        )
+    } else {
+        (String::new(), "::oohgc_peer_hook")
+    };
     format!(
         "\n// ---- appended by oohgc-peer (the oohgc peer-suite harness); not part of this crate ----\n\
-         #[cfg({cfg})]\n\
-         extern crate oohgc_peer_hook;\n\
+         {extern_crate}\
          #[cfg({cfg})]\n\
          #[global_allocator]\n\
-         static OOHGC_PEER: oohgc_peer_hook::oohgc::GcAllocator = oohgc_peer_hook::oohgc::GcAllocator;\n"
+         static OOHGC_PEER: {path}::oohgc::GcAllocator = {path}::oohgc::GcAllocator;\n"
     )
 }
 
 /// `source` with the injection appended (a final newline added first, so
 /// that a trailing `//` comment does not swallow it).
-pub fn inject(source: &str, kind: RootKind) -> String {
+pub fn inject(source: &str, kind: RootKind, edition_2015: bool) -> String {
     let mut s = source.to_string();
     if !s.ends_with('\n') {
         s.push('\n');
     }
-    s.push_str(&injection(kind));
+    s.push_str(&injection(kind, edition_2015));
     s
 }
 
@@ -270,7 +281,12 @@ pub fn prepare(
         injected: Vec::new(),
         skipped: Vec::new(),
     };
-    for (rel, kind) in roots {
+    for Root {
+        rel,
+        kind,
+        edition_2015,
+    } in roots
+    {
         let path = dir.join(&rel);
         let text = fs::read_to_string(&path).map_err(|e| failed(&rel, e))?;
         if declares_allocator(&text) && !suite.inject_anyway.iter().any(|i| i.path == rel) {
@@ -280,7 +296,7 @@ pub fn prepare(
             ));
             continue;
         }
-        fs::write(&path, inject(&text, kind)).map_err(|e| failed(&rel, e))?;
+        fs::write(&path, inject(&text, kind, edition_2015)).map_err(|e| failed(&rel, e))?;
         prepared.injected.push(rel);
     }
     fs::write(&notes_path, notes_text(&prepared)).map_err(|e| failed("notes", e))?;
@@ -320,7 +336,7 @@ fn parse_notes(dir: &Path, notes: &str) -> Prepared {
 
 /// The package's crate roots that run as tests or are run by them,
 /// relative to `dir`, from `cargo metadata --no-deps`.
-fn crate_roots(dir: &Path) -> Result<Vec<(String, RootKind)>, PrepareError> {
+fn crate_roots(dir: &Path) -> Result<Vec<Root>, PrepareError> {
     let out = cargo(
         dir,
         &["metadata", "--no-deps", "--format-version", "1"],
@@ -338,8 +354,19 @@ fn crate_roots(dir: &Path) -> Result<Vec<(String, RootKind)>, PrepareError> {
     roots_from_metadata(&meta, dir).map_err(PrepareError::Failed)
 }
 
+/// A crate root to inject into.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Root {
+    /// Path relative to the package.
+    pub rel: String,
+    /// Library or not.
+    pub kind: RootKind,
+    /// Edition 2015 (no absolute paths to extern crates).
+    pub edition_2015: bool,
+}
+
 /// Crate roots from `cargo metadata` JSON.
-pub fn roots_from_metadata(meta: &Value, dir: &Path) -> Result<Vec<(String, RootKind)>, String> {
+pub fn roots_from_metadata(meta: &Value, dir: &Path) -> Result<Vec<Root>, String> {
     let pkg = meta["packages"]
         .as_array()
         .and_then(|p| p.first())
@@ -367,8 +394,12 @@ pub fn roots_from_metadata(meta: &Value, dir: &Path) -> Result<Vec<(String, Root
             .strip_prefix(dir)
             .map_err(|_| format!("{src} lies outside the package"))?;
         let rel = rel.display().to_string();
-        if !roots.iter().any(|(r, _)| *r == rel) {
-            roots.push((rel, kind));
+        if !roots.iter().any(|r: &Root| r.rel == rel) {
+            roots.push(Root {
+                rel,
+                kind,
+                edition_2015: t["edition"].as_str() == Some("2015"),
+            });
         }
     }
     Ok(roots)
@@ -397,17 +428,24 @@ mod tests {
 
     #[test]
     fn injection_is_appended_after_a_trailing_comment() {
-        let s = inject("#![no_std]\n//! doc\nfn f() {} // end", RootKind::TestOrBin);
+        let s = inject(
+            "#![no_std]\n//! doc\nfn f() {} // end",
+            RootKind::TestOrBin,
+            false,
+        );
         assert!(s.starts_with("#![no_std]\n//! doc\nfn f() {} // end\n"));
         assert!(s.contains("#[global_allocator]\nstatic OOHGC_PEER"));
         assert!(s.contains("#[cfg(feature = \"oohgc-peer\")]"));
         assert!(!s.contains("all(test"));
-        let lib = inject("pub fn f() {}\n", RootKind::Lib);
+        assert!(s.contains("::oohgc_peer_hook::oohgc::GcAllocator = ::oohgc_peer_hook"));
+        assert!(!s.contains("extern crate"));
+        let lib = inject("pub fn f() {}\n", RootKind::Lib, true);
         assert_eq!(
             lib.matches("#[cfg(all(test, feature = \"oohgc-peer\"))]")
                 .count(),
             2
         );
+        assert!(lib.contains("extern crate oohgc_peer_hook;\n#[cfg(all(test"));
     }
 
     #[test]
@@ -437,7 +475,7 @@ mod tests {
     #[test]
     fn roots_come_from_lib_test_and_bin_targets() {
         let meta = serde_json::json!({"packages": [{"targets": [
-            {"kind": ["lib"], "src_path": "/p/src/lib.rs"},
+            {"kind": ["lib"], "src_path": "/p/src/lib.rs", "edition": "2015"},
             {"kind": ["bin"], "src_path": "/p/crates/core/main.rs"},
             {"kind": ["test"], "src_path": "/p/tests/tests.rs"},
             {"kind": ["example"], "src_path": "/p/examples/e.rs"},
@@ -445,12 +483,16 @@ mod tests {
             {"kind": ["bench"], "src_path": "/p/benches/b.rs"}
         ]}]});
         let r = roots_from_metadata(&meta, Path::new("/p")).unwrap();
+        let got: Vec<(&str, RootKind, bool)> = r
+            .iter()
+            .map(|r| (r.rel.as_str(), r.kind, r.edition_2015))
+            .collect();
         assert_eq!(
-            r,
+            got,
             vec![
-                ("src/lib.rs".to_string(), RootKind::Lib),
-                ("crates/core/main.rs".to_string(), RootKind::TestOrBin),
-                ("tests/tests.rs".to_string(), RootKind::TestOrBin),
+                ("src/lib.rs", RootKind::Lib, true),
+                ("crates/core/main.rs", RootKind::TestOrBin, false),
+                ("tests/tests.rs", RootKind::TestOrBin, false),
             ]
         );
     }

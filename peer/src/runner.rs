@@ -14,7 +14,7 @@ use crate::cargo::{cargo, network_failure, test_executables, TestExe};
 use crate::exec::{self, End, RunOutput};
 use crate::libtest::Counts;
 use crate::prepare::{self, PrepareError, Prepared, FEATURE};
-use crate::suites::Suite;
+use crate::suites::{Set, Suite};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +37,8 @@ pub struct Options {
     pub build_dir: PathBuf,
     /// The `oohgc-peer-hook` crate.
     pub hook: PathBuf,
+    /// CI (a suite's `ci_tests`) or full.
+    pub set: Set,
     /// Overrides every suite's per-executable limit.
     pub timeout: Option<Duration>,
 }
@@ -144,7 +146,7 @@ fn run_suite_inner(
             .or_default()
             .extend(out.parsed.failed.keys().cloned());
     }
-    r.baseline = judge(suite, None, &prepared, &plain_runs, &BTreeMap::new());
+    r.baseline = judge(suite, None, &plain_runs, &BTreeMap::new());
 
     let t2 = Instant::now();
     let with = build(suite, &prepared, true, o, &logs)?;
@@ -166,10 +168,8 @@ fn run_suite_inner(
             .filter(|(_, src, _)| src.as_deref() == Some(s.as_str()))
             .cloned()
             .collect();
-        r.cells.push((
-            s.clone(),
-            judge(suite, Some(s), &prepared, &these, &baseline_failures),
-        ));
+        r.cells
+            .push((s.clone(), judge(suite, Some(s), &these, &baseline_failures)));
     }
     r.notes.push(format!(
         "{} test executables; built plain in {:.0} s (with fetching), with oohgc in {:.0} s; logs in {}",
@@ -203,10 +203,11 @@ fn build(
     if !features.is_empty() {
         args.extend(["--features", &features]);
     }
-    if suite.tests.is_empty() {
+    let tests = suite.tests_in(o.set);
+    if tests.is_empty() {
         args.push("--tests");
     } else {
-        for t in suite.tests {
+        for t in tests {
             args.extend(["--test", t]);
         }
     }
@@ -323,11 +324,9 @@ fn first_lines(s: &str, n: usize) -> String {
 fn judge(
     suite: &Suite,
     source: Option<&str>,
-    p: &Prepared,
     runs: &[Run],
     baseline_failures: &BTreeMap<String, BTreeSet<String>>,
 ) -> Cell {
-    let _ = p;
     let mut c = Cell::default();
     for (exe, _, out) in runs {
         let target = exe.target.clone();
@@ -344,7 +343,6 @@ fn judge(
         }
         c.run_time += out.elapsed;
         c.oohgc_lines.extend(out.oohgc_lines.iter().cloned());
-        let mut unexcused = 0;
         for (test, msg) in &out.parsed.failed {
             let in_baseline = baseline_failures
                 .get(&target)
@@ -357,7 +355,6 @@ fn judge(
                 c.excused
                     .push(format!("{target} {test}: expected ({})", e.reason));
             } else {
-                unexcused += 1;
                 problems.push(problem(format!("{test} FAILED: {}", first_lines(msg, 6))));
             }
         }
@@ -423,7 +420,6 @@ fn judge(
                 }
             }
         }
-        let _ = unexcused;
         c.problems.extend(problems);
     }
     if source.is_some() && c.cycles == 0 && !runs.is_empty() {
