@@ -65,6 +65,8 @@ pub fn network_failure(stderr: &str) -> bool {
         "failed to get successful HTTP response",
         "SSL connect error",
         "attempting to make an HTTP request, but --offline was specified",
+        "you're using offline mode",
+        "Could not connect to server",
     ];
     SIGNS.iter().any(|s| stderr.contains(s))
 }
