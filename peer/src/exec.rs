@@ -74,12 +74,14 @@ pub struct RunOutput {
 
 /// Runs `exe` in `cwd` with `env` set (after removing every inherited
 /// `OOHGC_*` variable), stdout and stderr to `log_base.{out,err}`, the
-/// reports into `log_base.reports/`.
+/// reports into `log_base.reports/`, `TMPDIR` an empty `tmp` (removed
+/// afterwards).
 pub fn run(
     exe: &Path,
     cwd: &Path,
     env: &[(String, String)],
     log_base: &Path,
+    tmp: &Path,
     limit: Duration,
 ) -> std::io::Result<RunOutput> {
     // Appended, not `with_extension`: a base such as `uffd.lib` has a dot.
@@ -95,11 +97,10 @@ pub fn run(
     // directories after the test and a per-process counter (ripgrep's
     // /tmp/ripgrep-tests/<test>/<n>), so two runs at once would share and
     // delete each other's files.
-    let tmp = with("tmp");
     if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
+        fs::remove_dir_all(tmp)?;
     }
-    fs::create_dir_all(&tmp)?;
+    fs::create_dir_all(tmp)?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
@@ -116,7 +117,7 @@ pub fn run(
         cmd.env(k, v);
     }
     cmd.env("OOHGC_PEER_REPORT_DIR", &reports_dir)
-        .env("TMPDIR", &tmp);
+        .env("TMPDIR", tmp);
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id() as libc::pid_t;
@@ -140,7 +141,7 @@ pub fn run(
     kill_group(pgid);
     // What is left in it is of no use (and may be large); a file that
     // cannot be removed stays for the next run to try again.
-    let _ = fs::remove_dir_all(&tmp);
+    let _ = fs::remove_dir_all(tmp);
 
     let stdout = String::from_utf8_lossy(&fs::read(&out_path)?).into_owned();
     let stderr = String::from_utf8_lossy(&fs::read(&err_path)?).into_owned();
@@ -219,6 +220,7 @@ mod tests {
             &dir,
             &[],
             &dir.join("hang"),
+            &dir.join("hang.tmp"),
             Duration::from_millis(300),
         )
         .unwrap();
@@ -236,6 +238,7 @@ mod tests {
             &dir,
             &[("X".into(), "1".into())],
             &dir.join("ok"),
+            &dir.join("ok.tmp"),
             Duration::from_secs(10),
         )
         .unwrap();

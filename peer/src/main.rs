@@ -110,6 +110,10 @@ fn main() {
                 }
                 results.push(r);
             }
+            // The runs' scratch directories are gone; their parents too.
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("oohgc-peer-{}", std::process::id())),
+            );
             print!("{}", report::render(&results, &sources));
             let (passed, failed) = report::totals(&results);
             println!(

@@ -290,7 +290,13 @@ fn run_all(
                     source.as_deref().unwrap_or("baseline"),
                     exe.target
                 );
-                let out = exec::run(&exe.path, &p.dir, &env, &logs.join(tag), limit)
+                // Outside the repository: a scratch directory inside a git
+                // work tree changes what ripgrep and ignore see.
+                let tmp = std::env::temp_dir()
+                    .join(format!("oohgc-peer-{}", std::process::id()))
+                    .join(suite.dir_name())
+                    .join(&tag);
+                let out = exec::run(&exe.path, &p.dir, &env, &logs.join(&tag), &tmp, limit)
                     .unwrap_or_else(|e| RunOutput {
                         end: End::Exited(-1),
                         parsed: Default::default(),

@@ -155,7 +155,8 @@ pub const SUITES: &[Suite] = &[
         version: "1.54.1",
         exercises: "runtimes (current-thread, multi-thread), fs, TCP, UDP, Unix sockets, signals, processes",
         set: Set::Full,
-        features: &["full"],
+        // test-util: the time tests pause the clock (`start_paused`).
+        features: &["full", "test-util"],
         tests: &[
             "rt_common",
             "rt_threaded",
