@@ -78,6 +78,7 @@ pub struct RunOutput {
 /// afterwards).
 pub fn run(
     exe: &Path,
+    args: &[&str],
     cwd: &Path,
     env: &[(String, String)],
     log_base: &Path,
@@ -102,7 +103,8 @@ pub fn run(
     }
     fs::create_dir_all(tmp)?;
     let mut cmd = Command::new(exe);
-    cmd.current_dir(cwd)
+    cmd.args(args)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path)?)
         .stderr(fs::File::create(&err_path)?)
@@ -151,8 +153,18 @@ pub fn run(
             oohgc_lines.push(l.to_string());
         }
     }
-    let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
-    let stderr_tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    // From the last panic on, if there is one (the message of a crash).
+    let lines: Vec<&str> = stderr.lines().collect();
+    let from = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at"))
+        .unwrap_or(lines.len().saturating_sub(12));
+    let stderr_tail = lines[from..]
+        .iter()
+        .take(12)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut reports = Vec::new();
     for e in fs::read_dir(&reports_dir)?.flatten() {
         if let Some(r) = fs::read_to_string(e.path())
@@ -217,6 +229,7 @@ mod tests {
         let t = Instant::now();
         let out = run(
             &script,
+            &[],
             &dir,
             &[],
             &dir.join("hang"),
@@ -235,6 +248,7 @@ mod tests {
         fs::set_permissions(&ok, fs::Permissions::from_mode(0o755)).unwrap();
         let out = run(
             &ok,
+            &[],
             &dir,
             &[("X".into(), "1".into())],
             &dir.join("ok"),

@@ -296,16 +296,37 @@ fn run_all(
                     .join(format!("oohgc-peer-{}", std::process::id()))
                     .join(suite.dir_name())
                     .join(&tag);
-                let out = exec::run(&exe.path, &p.dir, &env, &logs.join(&tag), &tmp, limit)
-                    .unwrap_or_else(|e| RunOutput {
-                        end: End::Exited(-1),
-                        parsed: Default::default(),
-                        oohgc_lines: Vec::new(),
-                        stderr_tail: format!("could not run {}: {e}", exe.path.display()),
-                        reports: Vec::new(),
-                        elapsed: Duration::ZERO,
-                        log: PathBuf::new(),
-                    });
+                let mut out =
+                    exec::run(&exe.path, &[], &p.dir, &env, &logs.join(&tag), &tmp, limit)
+                        .unwrap_or_else(|e| RunOutput {
+                            end: End::Exited(-1),
+                            parsed: Default::default(),
+                            oohgc_lines: Vec::new(),
+                            stderr_tail: format!("could not run {}: {e}", exe.path.display()),
+                            reports: Vec::new(),
+                            elapsed: Duration::ZERO,
+                            log: PathBuf::new(),
+                        });
+                if let End::Signal(_) = out.end {
+                    // libtest keeps a test's output (and the panic message
+                    // of a thread it started) until the test ends: a crash
+                    // loses it. Once more without capturing, for the message.
+                    let again = exec::run(
+                        &exe.path,
+                        &["--nocapture"],
+                        &p.dir,
+                        &env,
+                        &logs.join(format!("{tag}.nocapture")),
+                        &tmp,
+                        limit,
+                    );
+                    if let Ok(again) = again {
+                        out.stderr_tail = format!(
+                            "{}; again with --nocapture ({:?}): {}",
+                            out.stderr_tail, again.end, again.stderr_tail
+                        );
+                    }
+                }
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
