@@ -474,3 +474,143 @@ pub fn signal_name(sig: i32) -> &'static str {
         _ => "?",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Report;
+    use crate::libtest;
+    use crate::suites::{Expected, SUITES};
+    use std::sync::Arc;
+
+    const EXPECTED: &[Expected] = &[Expected {
+        target: "test:t",
+        test: "malloc_specific",
+        sources: &[],
+        reason: "asserts on malloc's behaviour",
+    }];
+
+    fn run(stdout: &str, end: End, reports: Vec<Report>) -> Run {
+        let exe = TestExe {
+            target: "test:t".into(),
+            src_path: PathBuf::from("/p/tests/t.rs"),
+            path: PathBuf::from("/b/t-1"),
+        };
+        let out = RunOutput {
+            end,
+            parsed: libtest::parse(stdout),
+            oohgc_lines: Vec::new(),
+            stderr_tail: String::new(),
+            reports,
+            elapsed: Duration::from_millis(5),
+            log: PathBuf::new(),
+        };
+        (exe, Some("uffd".into()), Arc::new(out))
+    }
+
+    fn report(cycles: u64, source: &str) -> Report {
+        Report {
+            cycles,
+            concurrent: cycles,
+            source: source.into(),
+            exe: "/b/t-1".into(),
+        }
+    }
+
+    const FAILED_TWO: &str = "test a ... FAILED\ntest malloc_specific ... FAILED\ntest b ... ok\n\
+        test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0s\n";
+
+    #[test]
+    fn failures_in_the_baseline_or_the_expected_list_do_not_count() {
+        let suite = Suite {
+            expected: EXPECTED,
+            ..SUITES[0]
+        };
+        let runs = vec![run(FAILED_TWO, End::Exited(101), vec![report(3, "uffd")])];
+        // `a` is oohgc's until the baseline shows it failing too.
+        let c = judge(&suite, Some("uffd"), &runs, &BTreeMap::new());
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert!(c.problems[0].message.starts_with("a FAILED"));
+        assert_eq!(c.excused.len(), 1);
+        assert_eq!((c.counts.passed, c.counts.failed, c.cycles), (1, 2, 3));
+        let baseline = BTreeMap::from([("test:t".to_string(), BTreeSet::from(["a".to_string()]))]);
+        let c = judge(&suite, Some("uffd"), &runs, &baseline);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.excused.len(), 2);
+    }
+
+    #[test]
+    fn crashes_hangs_missing_reports_and_no_cycles_count() {
+        let suite = SUITES[0];
+        let ok = "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0s\n";
+        let none = BTreeMap::new();
+        let good = judge(
+            &suite,
+            Some("uffd"),
+            &[run(ok, End::Exited(0), vec![report(2, "uffd")])],
+            &none,
+        );
+        assert!(good.problems.is_empty(), "{:?}", good.problems);
+
+        let crash = judge(
+            &suite,
+            Some("uffd"),
+            &[run("", End::Signal(libc::SIGSEGV), vec![])],
+            &none,
+        );
+        assert!(crash.problems.iter().any(|p| p
+            .message
+            .starts_with("CRASH: killed by signal 11 (SIGSEGV)")));
+        let hang = judge(
+            &suite,
+            Some("uffd"),
+            &[run("", End::Timeout, vec![report(1, "uffd")])],
+            &none,
+        );
+        assert!(hang.problems[0].message.starts_with("HANG"));
+        let status = judge(
+            &suite,
+            Some("uffd"),
+            &[run(ok, End::Exited(3), vec![report(1, "uffd")])],
+            &none,
+        );
+        assert!(status.problems[0]
+            .message
+            .starts_with("exit status 3 without a failed test"));
+
+        let no_report = judge(
+            &suite,
+            Some("uffd"),
+            &[run(ok, End::Exited(0), vec![])],
+            &none,
+        );
+        assert!(no_report
+            .problems
+            .iter()
+            .any(|p| p.message.contains("allocator is not in it")));
+        assert!(no_report
+            .problems
+            .iter()
+            .any(|p| p.message.starts_with("no collection cycle")));
+        let wrong = judge(
+            &suite,
+            Some("uffd"),
+            &[run(ok, End::Exited(0), vec![report(1, "none")])],
+            &none,
+        );
+        assert!(wrong.problems[0]
+            .message
+            .ends_with("ran under none instead of uffd"));
+
+        // The plain build must not contain oohgc.
+        let plain = judge(
+            &suite,
+            None,
+            &[run(ok, End::Exited(0), vec![report(0, "-")])],
+            &none,
+        );
+        assert!(plain.problems[0]
+            .message
+            .starts_with("the plain build ran oohgc code"));
+    }
+}
