@@ -35,10 +35,10 @@ const INJECTION_VERSION: u32 = 2;
 
 /// The cargo profile the suites build with: `dev` (debug assertions and
 /// overflow checks stay, as under `cargo test`) at opt-level 1 with line
-/// tables only: a quarter less build time than opt-level 2 and several
-/// times faster tests than opt-level 0, whose debug-built dependencies
-/// (regex, tokio) make suites crawl. The collector itself is built at
-/// opt-level 3: a verifier run re-marks the heap after every cycle.
+/// tables only — cheaper to build than the optimised profiles, while the
+/// unoptimised code of opt-level 0 is slowest in exactly the dependencies
+/// (regex, tokio) the suites spend their time in. The collector itself is
+/// built at opt-level 3: a verifier run re-marks the heap after every cycle.
 pub const PROFILE: &str = "\
 [profile.peer]
 inherits = \"dev\"
