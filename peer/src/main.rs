@@ -117,10 +117,15 @@ fn main() {
             print!("{}", report::render(&results, &sources));
             let (passed, failed) = report::totals(&results);
             println!(
-                "\noohgc-peer: {} suites x {} sources in {:.0} s; env OOHGC_INITIAL_HEAP=64K OOHGC_VERIFY=1",
+                "\noohgc-peer: {} suites x {} sources in {:.0} s; env OOHGC_DIRTY=<source> {}",
                 results.len(),
                 sources.len(),
-                start.elapsed().as_secs_f64()
+                start.elapsed().as_secs_f64(),
+                runner::OOHGC_ENV
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
             println!("peer: {passed} passed, {failed} failed");
             if failed > 0 || results.iter().any(|r| r.failed()) {
