@@ -108,7 +108,7 @@ pub(crate) fn configure(on: bool, depth: usize) {
     }
     if SHADOW.load(Ordering::Acquire).is_null() {
         if let Err(what) = map_tables() {
-            crate::runtime::eprint_line(format_args!(
+            crate::util::eprint_line(format_args!(
                 "oohgc: cannot record allocation sites for leak reports: {what}; \
                  leak reports will show no backtraces"
             ));

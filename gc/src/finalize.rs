@@ -28,7 +28,7 @@
 //! [`run_finalizers`]: for types whose `Drop` must not run on another thread.
 
 use crate::mark::{MarkSet, Marker};
-use crate::runtime::lock;
+use crate::util::lock;
 use oohgc_dirty::raw_vec::RawVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,7 +173,7 @@ pub(crate) fn wake_finalizer() {
             .name("oohgc-finalizer".into())
             .spawn(finalizer_thread)
             .unwrap_or_else(|e| {
-                crate::runtime::fatal(format_args!("cannot start the finalizer thread: {e}"))
+                crate::util::fatal(format_args!("cannot start the finalizer thread: {e}"))
             });
         return;
     }
@@ -216,7 +216,7 @@ fn run_one(f: Finalizable) {
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (f.drop_fn)(base as *mut u8) }));
     if r.is_err() {
         PANICS.fetch_add(1, Ordering::Relaxed);
-        crate::runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: a finalizer panicked (object {base:#x}); the collector goes on"
         ));
     }

@@ -182,7 +182,7 @@ fn system_free(p: *mut u8) {
         }
         Err(_) => {
             drop(blocks);
-            crate::runtime::fatal(format_args!(
+            crate::util::fatal(format_args!(
                 "dealloc of {p:p}, which is not a block of this allocator (a foreign pointer, or a block freed twice)"
             ));
         }

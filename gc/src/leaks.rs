@@ -72,7 +72,7 @@ pub(crate) fn report_cycle(cycle: u64) {
     let mut bytes = 0usize;
     for &(base, size) in leaks.iter() {
         bytes += size;
-        crate::runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: leak: {size} bytes at {base:#x} (a GcAllocator block no live object points to, never freed)"
         ));
         if let Some(sym) = symbolizer.as_ref() {
@@ -91,7 +91,7 @@ pub(crate) fn report_cycle(cycle: u64) {
     if let Some(sym) = symbolizer {
         crate::runtime::with_system_allocator(|| drop(sym));
     }
-    crate::runtime::eprint_line(format_args!(
+    crate::util::eprint_line(format_args!(
         "oohgc: leak summary (cycle {cycle}): {} new leaked block(s), {bytes} bytes{hint}",
         leaks.len()
     ));
@@ -106,7 +106,7 @@ fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
             SITE_TABLE_FULL => "the table of distinct allocation stacks is full",
             _ => "unknown site",
         };
-        crate::runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc:     (allocation site not recorded: {why})"
         ));
         return;
@@ -149,17 +149,17 @@ fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
             };
             let name = f.function.as_deref().unwrap_or("<unknown function>");
             match (&f.file, f.line) {
-                (Some(file), Some(line)) => crate::runtime::eprint_line(format_args!(
-                    "oohgc:     at {name} ({file}:{line})"
-                )),
-                (Some(file), None) => {
-                    crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({file})"))
+                (Some(file), Some(line)) => {
+                    crate::util::eprint_line(format_args!("oohgc:     at {name} ({file}:{line})"))
                 }
-                _ => crate::runtime::eprint_line(format_args!("oohgc:     at {name} ({ip:#x})")),
+                (Some(file), None) => {
+                    crate::util::eprint_line(format_args!("oohgc:     at {name} ({file})"))
+                }
+                _ => crate::util::eprint_line(format_args!("oohgc:     at {name} ({ip:#x})")),
             }
         }
         if printed == 0 {
-            crate::runtime::eprint_line(format_args!(
+            crate::util::eprint_line(format_args!(
                 "oohgc:     (every recorded frame is inside the allocator: \
                  raise OOHGC_LEAK_BACKTRACE_DEPTH, now {})",
                 crate::runtime::config().leak_backtrace_depth
@@ -171,11 +171,11 @@ fn print_site(sym: &crate::symbolize::Symbolizer, site: u32) {
 /// A frame without a symbol: its address, and its object and offset there.
 fn print_raw(sym: &crate::symbolize::Symbolizer, ip: usize) {
     match sym.object_offset(ip) {
-        Some((object, offset)) => crate::runtime::eprint_line(format_args!(
+        Some((object, offset)) => crate::util::eprint_line(format_args!(
             "oohgc:     at {ip:#x} (no symbol: {}+{offset:#x})",
             object.display()
         )),
-        None => crate::runtime::eprint_line(format_args!("oohgc:     at {ip:#x} (no symbol)")),
+        None => crate::util::eprint_line(format_args!("oohgc:     at {ip:#x} (no symbol)")),
     }
 }
 

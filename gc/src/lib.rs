@@ -44,6 +44,7 @@ mod roots;
 mod runtime;
 pub mod stats;
 mod symbolize;
+mod util;
 mod verify;
 mod weak;
 

@@ -68,7 +68,7 @@ impl MarkStack {
     pub(crate) fn with_capacity(capacity: usize) -> MarkStack {
         let bytes = capacity * std::mem::size_of::<Entry>();
         let Some(p) = raw_memory::map_noreserve(bytes) else {
-            crate::runtime::fatal(format_args!(
+            crate::util::fatal(format_args!(
                 "cannot reserve {bytes} bytes for the mark stack"
             ));
         };
@@ -197,7 +197,7 @@ impl<'c> HeapMarks<'c> {
         // (the cache must cover every word the marker can pass it).
         if !cache.as_ref().is_some_and(|c| c.covers(lo, hi)) {
             *cache = Some(MarkCache::new(lo, hi).unwrap_or_else(|| {
-                crate::runtime::fatal(format_args!(
+                crate::util::fatal(format_args!(
                     "cannot reserve address space for the marked-base cache of a {} MiB heap reservation",
                     (hi - lo) >> 20
                 ))

@@ -29,7 +29,8 @@
 
 use crate::mark::{Entry, HeapMarks, MarkStack, Marker};
 use crate::mark_cache::MarkCache;
-use crate::runtime::{self, lock};
+use crate::runtime;
+use crate::util::lock;
 use oohgc_dirty::raw_vec::RawVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -114,7 +115,7 @@ pub(crate) fn start_helper() {
             .spawn(helper_main)
     });
     if let Err(e) = spawned {
-        runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: cannot start the parallel marker ({e}); marking on one thread"
         ));
     }

@@ -315,7 +315,7 @@ pub(crate) fn record(c: &CycleStats, print: bool) {
         t.callback
     };
     if print {
-        crate::runtime::eprint_line(format_args!("{c}"));
+        crate::util::eprint_line(format_args!("{c}"));
     }
     if let Some(cb) = cb {
         cb(c);

@@ -27,7 +27,7 @@ impl VisitBitmap {
         let bits = (hi - lo) / GRANULE;
         let bytes = (bits.div_ceil(64) * 8).max(4096);
         let Some(p) = crate::raw_memory::map_noreserve(bytes) else {
-            crate::runtime::fatal(format_args!("verifier: cannot map a {bytes}-byte bitmap"));
+            crate::util::fatal(format_args!("verifier: cannot map a {bytes}-byte bitmap"));
         };
         VisitBitmap {
             words: p.cast(),
@@ -96,7 +96,7 @@ pub(crate) fn verify_marks(
             if lost <= 20 {
                 let page = o.base & !(oohgc_dirty::PAGE_SIZE - 1);
                 let was_dirty = dirty.iter().any(|&(s, e)| page >= s && page < e);
-                crate::runtime::eprint_line(format_args!(
+                crate::util::eprint_line(format_args!(
                     "oohgc: VERIFY FAILED (cycle {cycle}): live object {:#x} ({} bytes, {:?}) on page {page:#x} \
                      (in the final dirty set: {was_dirty}) was left unmarked by the concurrent cycle",
                     o.base, o.size, o.kind
@@ -105,7 +105,7 @@ pub(crate) fn verify_marks(
         }
     });
     if lost > 0 {
-        crate::runtime::fatal(format_args!(
+        crate::util::fatal(format_args!(
             "verifier: {lost} live object(s) would have been freed in cycle {cycle}; a write was lost"
         ));
     }

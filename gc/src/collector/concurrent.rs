@@ -59,7 +59,7 @@ pub(super) fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reaso
     // `STALE_ALLOCATE_BLACK` below for why the marks are cleared after the arm.
     let t0 = Instant::now();
     if let Err(e) = src.arm() {
-        runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: arming dirty source `{}` failed ({e}); this cycle runs stop-the-world",
             src.name()
         ));
@@ -192,7 +192,7 @@ pub(super) fn run_concurrent_locked(mut cycle: MutexGuard<'static, Cycle>, reaso
     cs.pause_ns = ns(p5 - p0) - cs.verify_ns;
     drop(locks);
     if let Err(e) = src.disarm() {
-        runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: disarming `{}` failed: {e}",
             src.name()
         ));
@@ -209,7 +209,7 @@ pub(super) fn harvest(
     out.clear();
     let r = src.harvest(&mut |r: PageRange| out.push((r.start, r.end())));
     if let Err(e) = r {
-        runtime::eprint_line(format_args!(
+        crate::util::eprint_line(format_args!(
             "oohgc: harvest from `{}` failed: {e}",
             src.name()
         ));

@@ -65,8 +65,9 @@ use crate::finalize;
 use crate::mark::MarkStack;
 use crate::mark_cache::MarkCache;
 use crate::roots::Ranges;
-use crate::runtime::{self, lock};
+use crate::runtime;
 use crate::stats::{self, CycleReason, CycleStats};
+use crate::util::lock;
 use oohgc_allocator as heap;
 use oohgc_dirty::raw_vec::RawVec;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -226,7 +227,7 @@ pub(crate) fn spawn_collector_thread() {
             .name("oohgc-collector".into())
             .spawn(collector_thread)
     })
-    .unwrap_or_else(|e| runtime::fatal(format_args!("cannot start the collector thread: {e}")));
+    .unwrap_or_else(|e| crate::util::fatal(format_args!("cannot start the collector thread: {e}")));
 }
 
 pub(super) fn collector_thread() {

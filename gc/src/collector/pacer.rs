@@ -6,8 +6,9 @@
 use super::stop_the_world::{run_stw, run_stw_locked, Sweep};
 use super::{cycle_lock, CYCLE_DONE, SHARED, WAKE_COLLECTOR};
 use crate::roots::{self};
-use crate::runtime::{self, lock};
+use crate::runtime;
 use crate::stats::CycleReason;
+use crate::util::lock;
 use oohgc_allocator as heap;
 
 /// Allocation allowed while a concurrent cycle runs, in budgets, before the

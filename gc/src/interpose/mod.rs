@@ -52,7 +52,7 @@ impl RealFn {
         // objects loaded after this executable (the C library among them).
         let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
         if p.is_null() {
-            crate::runtime::fatal(format_args!(
+            crate::util::fatal(format_args!(
                 "interpose: the C library has no `{}`",
                 self.name.to_string_lossy()
             ));
