@@ -88,6 +88,9 @@ struct Tracked {
     zero: PageBits,
     /// Tracked since the last image: the next one takes every page.
     whole: bool,
+    /// Private anonymous memory (checked at `track`): without swap, a page
+    /// `mincore` does not report resident is zero and is not read.
+    anonymous: bool,
 }
 
 /// The last image written: the next one's parent.
@@ -105,6 +108,8 @@ pub struct Checkpointer {
     parent: Option<Parent>,
     armed: bool,
     generation: u64,
+    /// A buffer for `mincore` answers while staging.
+    residency_buf: Vec<u8>,
 }
 
 impl Checkpointer {
@@ -135,6 +140,7 @@ impl Checkpointer {
             parent: None,
             armed: false,
             generation: 0,
+            residency_buf: vec![0; pages::RESIDENCY_CHUNK],
         })
     }
 
@@ -185,6 +191,7 @@ impl Checkpointer {
                 dirty: PageBits::new(range.pages()),
                 zero: PageBits::new(range.pages()),
                 whole: true,
+                anonymous: pages::is_private_anonymous(range),
             },
         );
         Ok(())
@@ -255,6 +262,7 @@ impl Checkpointer {
                 t.dirty.set_all();
             }
         }
+        let skip_unpopulated = !pages::swap_active();
 
         // --- frozen: stop, harvest, copy, thaw. Nothing here allocates.
         let t_freeze = Instant::now();
@@ -271,7 +279,12 @@ impl Checkpointer {
         });
         let t_harvested = Instant::now();
         let staged = if harvest.is_ok() {
-            stage(&mut self.tracked, &self.staging)
+            stage(
+                &mut self.tracked,
+                &self.staging,
+                skip_unpopulated,
+                &mut self.residency_buf,
+            )
         } else {
             0
         };
@@ -425,14 +438,45 @@ fn mark(tracked: &mut [Tracked], r: PageRange) {
 
 /// Copy every marked page into the staging buffer (zero pages are only
 /// noted); returns the pages staged. Runs frozen: no allocation.
-fn stage(tracked: &mut [Tracked], staging: &Staging) -> usize {
+///
+/// Where most of a private anonymous range is to be copied (a full dump)
+/// and no swap is active, `mincore` says which pages were never populated:
+/// those are zero and are not read, so a sparse range's full dump neither
+/// faults the zero page in everywhere (a read fault per page) nor changes
+/// page frames under the source's feet (the SPML model reports a page whose
+/// frame changed as written).
+fn stage(
+    tracked: &mut [Tracked],
+    staging: &Staging,
+    skip_unpopulated: bool,
+    buf: &mut [u8],
+) -> usize {
     let mut slot = 0usize;
     for t in tracked.iter_mut() {
         let Tracked {
-            range, dirty, zero, ..
+            range,
+            dirty,
+            zero,
+            anonymous,
+            ..
         } = t;
+        let consult = skip_unpopulated && *anonymous && dirty.count() > range.pages() / 8;
+        let mut chunk_first = usize::MAX;
+        let mut chunk_ok = false;
         dirty.for_each_set(|i| {
             let addr = range.start + i * PAGE_SIZE;
+            if consult {
+                let first = i - i % buf.len();
+                if first != chunk_first {
+                    chunk_first = first;
+                    let n = buf.len().min(range.pages() - first);
+                    chunk_ok = pages::residency(range.start + first * PAGE_SIZE, n, buf);
+                }
+                if chunk_ok && buf[i - first] & 1 == 0 {
+                    zero.set(i);
+                    return;
+                }
+            }
             // SAFETY: `addr` is a page of a tracked range, which the caller
             // of `track` keeps mapped and readable; the staging slot is in
             // bounds (capacity covers every tracked page) and private.

@@ -21,7 +21,7 @@
 //!   trait (a freeze/thaw pair the caller supplies), [`ThreadFreezer`]
 //!   (stops registered threads with a signal, like a stop-the-world), and
 //!   [`NoFreeze`] (the calling thread is the only writer).
-//! * [`format`]: the on-disk image (below); [`staging`]: the private
+//! * [`format`](mod@format): the on-disk image (below); [`staging`]: the private
 //!   buffer pages are copied into while writers are stopped; [`pages`]:
 //!   per-range page bitmaps and raw page access.
 //!

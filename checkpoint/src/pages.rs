@@ -36,7 +36,7 @@ impl PageBits {
     pub fn set_span(&mut self, from: usize, to: usize) {
         let mut i = from;
         while i < to {
-            if i % 64 == 0 && i + 64 <= to {
+            if i.is_multiple_of(64) && i + 64 <= to {
                 self.words[i / 64] = u64::MAX;
                 i += 64;
             } else {
@@ -149,6 +149,71 @@ pub fn is_mapped(range: PageRange) -> bool {
         addr += len;
     }
     true
+}
+
+/// Pages asked per `mincore` call while staging (the buffer is allocated
+/// beforehand).
+pub const RESIDENCY_CHUNK: usize = 4096;
+
+/// Whether any swap area is active (`/proc/swaps` lists one). Without
+/// swap, a private anonymous page that `mincore` does not report resident
+/// was never populated (or was discarded, or holds a userfaultfd marker):
+/// it reads as zero. With swap it may be on disk, and must be read.
+pub fn swap_active() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(s) => s.lines().count() > 1,
+        Err(_) => true,
+    }
+}
+
+/// `mincore` of `pages` pages from `addr` into `vec`; false if it failed.
+pub fn residency(addr: usize, pages: usize, vec: &mut [u8]) -> bool {
+    assert!(pages <= vec.len());
+    // SAFETY: mincore reads only page tables and writes one byte per page
+    // into `vec`, which has room for `pages`.
+    unsafe {
+        libc::mincore(
+            addr as *mut libc::c_void,
+            pages * PAGE_SIZE,
+            vec.as_mut_ptr(),
+        ) == 0
+    }
+}
+
+/// Whether every mapping over `range` is private anonymous memory (no file
+/// behind it), from `/proc/self/maps`. Only there is a page that was never
+/// populated known to read as zero without reading it.
+pub fn is_private_anonymous(range: PageRange) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let mut covered = range.start;
+    for line in maps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(span), Some(perms), Some(_off), Some(_dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return false;
+        };
+        let path = f.next().unwrap_or("");
+        let Some((a, b)) = span.split_once('-') else {
+            return false;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            return false;
+        };
+        if b <= range.start || a >= range.end() {
+            continue;
+        }
+        let anonymous = inode == "0"
+            && perms.as_bytes().get(3) == Some(&b'p')
+            && (path.is_empty() || path == "[heap]" || path == "[stack]");
+        if !anonymous || a > covered {
+            return false;
+        }
+        covered = b;
+    }
+    covered >= range.end()
 }
 
 #[cfg(test)]

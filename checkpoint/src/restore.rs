@@ -339,7 +339,7 @@ fn verify_file(
             let i = header.ranges.partition_point(|r| r.end() <= a);
             header.ranges.get(i).is_some_and(|r| r.contains(a))
         };
-        if a % PAGE_SIZE != 0 || !in_range {
+        if !a.is_multiple_of(PAGE_SIZE) || !in_range {
             return Err(bad(format!(
                 "page {n} has address {addr:#x}, which is not a page of the image's ranges"
             )));

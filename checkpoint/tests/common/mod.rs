@@ -199,7 +199,7 @@ pub fn kernel_write(m: &Mapping, page: usize, offset: usize, bytes: &[u8]) -> st
     }
     // SAFETY: writing our own buffer into our own pipe, then reading from
     // it into our own mapping; both descriptors are closed after.
-    let result = unsafe {
+    unsafe {
         let w = libc::write(fds[1], bytes.as_ptr() as *const libc::c_void, bytes.len());
         let r = libc::read(
             fds[0],
@@ -214,6 +214,5 @@ pub fn kernel_write(m: &Mapping, page: usize, offset: usize, bytes: &[u8]) -> st
         } else {
             Ok(())
         }
-    };
-    result
+    }
 }
