@@ -101,6 +101,10 @@ pub struct CheckpointArgs {
     /// Dirty sources, comma-separated (`off`, no checkpointing, is always run).
     #[arg(long, default_value = DEFAULT_SOURCES)]
     pub sources: String,
+    /// Sources also run tracking alone (`track:NAME`: harvest every
+    /// interval, no dump): the slowdown from tracking itself.
+    #[arg(long, default_value = "epml,pagemap-scan")]
+    pub track_only: String,
     /// Runs per configuration (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -239,7 +243,14 @@ pub fn run(args: CheckpointArgs) -> Result<(), String> {
         return Err("--runs 0: allowed values are 1 or more".into());
     }
     let workloads = parse_workloads(&args.workloads)?;
-    let sources = parse_sources(&args.sources)?;
+    let mut sources = parse_sources(&args.sources)?;
+    let off = sources.pop();
+    for t in parse_sources(&args.track_only)? {
+        if t != "off" {
+            sources.push(format!("track:{t}"));
+        }
+    }
+    sources.extend(off);
     let base = args.dir.clone().unwrap_or_else(|| {
         let shm = PathBuf::from("/dev/shm");
         if shm.is_dir() {

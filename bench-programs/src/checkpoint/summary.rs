@@ -56,6 +56,8 @@ pub struct Cell {
     pub per_op_ns: f64,
     /// Median time per unit of work outside the freezes, ns.
     pub per_op_unfrozen_ns: f64,
+    /// Median modelled PML time summed over the run's harvests, ns.
+    pub modelled_total: Option<f64>,
     /// kv-paced: median writer time lost per run to tracking faults and
     /// freezes (busy time above `off`'s, plus frozen time), ns; set after
     /// aggregation.
@@ -166,6 +168,13 @@ impl Report {
                         r.run_ns.saturating_sub(frozen_sum(r)) as f64 / r.ops.max(1) as f64
                     }),
                     lost_ns: 0.0,
+                    modelled_total: {
+                        let m: Vec<f64> = ok
+                            .iter()
+                            .filter_map(|r| r.modelled_total_ns.map(|v| v as f64))
+                            .collect();
+                        median(&m)
+                    },
                     // kv runs for a time, not a number of updates: its
                     // checksum cannot compare.
                     checksum_ok: (w == "kv"
@@ -222,7 +231,11 @@ impl Report {
             "model ms/dump",
             "first (full) frozen ms",
         ]);
-        for s in self.sources.iter().filter(|s| *s != "off") {
+        for s in self
+            .sources
+            .iter()
+            .filter(|s| *s != "off" && !s.starts_with("track:"))
+        {
             let Some(c) = self.cell(w, s) else {
                 let why = self
                     .cells
@@ -263,6 +276,7 @@ impl Report {
             "x off",
             "x off, freezes excluded",
             "writer lost ms (kv-paced)",
+            "modelled x off (PML estimate)",
             "checksum, restore",
         ]);
         for w in &self.workloads {
@@ -286,6 +300,17 @@ impl Report {
                         ratio(c.per_op_unfrozen_ns, off.per_op_ns)
                     },
                     if paced { ms(c.lost_ns) } else { "-".into() },
+                    match c.modelled_total {
+                        Some(m) => {
+                            let base = if paced {
+                                c.run_ns
+                            } else {
+                                off.per_op_ns * c.ops
+                            };
+                            ratio(base + m, base)
+                        }
+                        None => "-".into(),
+                    },
                     match (c.checksum_ok, w == "kv") {
                         (false, _) => "DIFFERS".into(),
                         (true, true) => "restore ok".into(),
@@ -346,11 +371,16 @@ impl Report {
                 }
             }
         }
-        for w in &self.workloads {
-            let (Some(c), Some(off)) = (self.cell(w, "epml"), self.cell(w, "off")) else {
+        for (w, src) in self
+            .workloads
+            .iter()
+            .flat_map(|w| [(w, "track:epml"), (w, "epml")])
+        {
+            let (Some(c), Some(off)) = (self.cell(w, src), self.cell(w, "off")) else {
                 continue;
             };
-            if w == "kv-paced" {
+            let w = &format!("{w} [{src}]");
+            if c.workload == "kv-paced" {
                 let r = self.slowdown(c, off);
                 out.push(format!(
                     "  {w}: epml slowdown (interval + writer time lost to faults and freezes) / interval: {r:.3}x (target <= 1.05x: {}); its batches alone ran {:.2}x off's",
@@ -384,6 +414,11 @@ impl Report {
              time its pace fixes, (time + writer lost) / time, where writer lost = its \
              batches' time above off's (tracking faults) + the frozen time of its dumps. \
              x off, freezes excluded: (time - frozen time) per unit of work over off's. \
+             track:NAME: source NAME tracks and is harvested every interval, with no \
+             freeze, copy or image (tracking alone). modelled x off: (off's time for \
+             the same work + the PML model's estimated hardware time of every harvest \
+             of the run) / off's time — what the paper's hardware would add, an \
+             estimate, not a measurement (epml, spml). \
              checksum, restore: the workload's checksum equals off's (kv runs for a \
              time: not compared) and a last image, dumped after the workload ended and \
              restored into a fresh mapping, equals the memory byte for byte.",

@@ -17,6 +17,11 @@
 //!   every interval while they run; the figure is time per update.
 //! * a Phoenix kernel (`histogram`, `matrix-multiply`, ...) — run once at
 //!   `--size` on an [`ArenaHeap`] inside the tracked region.
+//!
+//! Source `track:NAME` tracks the region with source NAME and harvests it
+//! every interval (mid-interval for kv-paced), with no freeze, no copy and
+//! no image: the cost of tracking alone, which a checkpoint adds its dumps
+//! to.
 
 use super::arena::ArenaHeap;
 use super::kv::Kv;
@@ -90,6 +95,11 @@ pub struct RunResult {
     pub dumps: Vec<DumpFigures>,
     /// The workload's checksum (equal across sources).
     pub checksum: u64,
+    /// Sum of the PML model's estimated hardware time over the run's
+    /// harvests (epml/spml; modelled, not measured), ns.
+    pub modelled_total_ns: Option<u64>,
+    /// Harvests of a `track:` run.
+    pub harvests: u64,
     /// Whether a last dump, taken after the workload ended, restored into
     /// a fresh mapping equals the region byte for byte (`None`: `off`).
     pub restored_ok: Option<bool>,
@@ -119,8 +129,12 @@ pub fn run(args: &WorkerArgs) -> RunResult {
 
 /// The pml model's total modelled time so far, if the source has one.
 fn modelled_total(ck: &Checkpointer) -> Option<u64> {
+    modelled_of(ck.source())
+}
+
+fn modelled_of(source: &dyn oohgc_dirty::DirtySource) -> Option<u64> {
     let mut total = None;
-    ck.source().for_each_counter(&mut |name, v| {
+    source.for_each_counter(&mut |name, v| {
         if name == "pml_total_modelled_ns" {
             total = Some(v);
         }
@@ -183,7 +197,17 @@ fn run_in(args: &WorkerArgs, dir: &Path, result: &mut RunResult) -> Result<(), S
     let region = Arc::new(Region::map(bytes as usize)?);
     let freezer = ThreadFreezer::new()?;
     let registrar = freezer.registrar();
-    let mut dumper = if args.source == "off" {
+    let track_only = args.source.strip_prefix("track:");
+    let tracker = match track_only {
+        Some(name) => {
+            let src = oohgc_dirty::open(name).map_err(|e| e.to_string())?;
+            src.track(region.range()).map_err(|e| e.to_string())?;
+            Some(src)
+        }
+        None => None,
+    };
+    let mut harvested = 0u64;
+    let mut dumper = if args.source == "off" || track_only.is_some() {
         None
     } else {
         let mut ck = Checkpointer::new(args.source.as_str()).map_err(|e| e.to_string())?;
@@ -208,9 +232,16 @@ fn run_in(args: &WorkerArgs, dir: &Path, result: &mut RunResult) -> Result<(), S
     if phoenix.is_none() {
         Kv::fill(&region, SEED);
     }
-    // The first, full dump, before the workload starts.
+    // The first, full dump (or the arm), before the workload starts.
     if let Some(d) = dumper.as_mut() {
         d.dump()?;
+    }
+    let model_start = tracker.as_ref().and_then(|t| modelled_of(&**t));
+    if let Some(t) = &tracker {
+        // As a checkpointer's first dump does: arm, then one harvest.
+        t.arm().map_err(|e| e.to_string())?;
+        t.harvest(&mut |r| harvested += r.pages() as u64)
+            .map_err(|e| e.to_string())?;
     }
     let t0 = Instant::now();
     let writer = {
@@ -306,6 +337,18 @@ fn run_in(args: &WorkerArgs, dir: &Path, result: &mut RunResult) -> Result<(), S
                 break;
             }
         }
+        if let Some(t) = &tracker {
+            result.harvests += 1;
+            if let Err(e) = t.harvest(&mut |r| harvested += r.pages() as u64) {
+                dump_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if let Some(t) = &tracker {
+        result.modelled_total_ns = model_start
+            .zip(modelled_of(&**t))
+            .map(|(a, b)| b.saturating_sub(a));
     }
     let joined = writer.join();
     result.run_ns = if paced {
@@ -326,6 +369,13 @@ fn run_in(args: &WorkerArgs, dir: &Path, result: &mut RunResult) -> Result<(), S
     }
     if let Some(mut d) = dumper {
         result.dumps = std::mem::take(&mut d.dumps);
+        let modelled: Vec<u64> = result
+            .dumps
+            .iter()
+            .skip(1)
+            .filter_map(|d| d.modelled_ns)
+            .collect();
+        result.modelled_total_ns = (!modelled.is_empty()).then(|| modelled.iter().sum());
         result.restored_ok = Some(verify_last_image(&mut d, &region)?);
     }
     Ok(())
