@@ -111,10 +111,12 @@ pub struct ThreadFreezer {
 }
 
 /// Keeps the current thread registered with a [`ThreadFreezer`]; dropping
-/// it (on the same thread) unregisters.
+/// it unregisters. It cannot leave its thread (`!Send`): the thread it
+/// names is the one the freeze signal parks.
 pub struct ThreadRegistration {
     shared: Arc<Shared>,
     thread: libc::pthread_t,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 static INSTALL: Once = Once::new();
@@ -279,6 +281,7 @@ impl ThreadRegistrar {
         Ok(ThreadRegistration {
             shared: self.shared.clone(),
             thread,
+            _not_send: std::marker::PhantomData,
         })
     }
 }
