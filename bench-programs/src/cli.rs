@@ -1,5 +1,6 @@
-//! The runner's command line: `run`, `list`, `compare`, `paper` and the
-//! hidden `worker` that the runner itself starts.
+//! The runner's command line: `run`, `list`, `compare`, `paper`, `ab`,
+//! `checkpoint`, and the hidden `worker` and `checkpoint-worker` that the
+//! runner itself starts.
 
 use crate::backends::{bdwgc, malloc::MallocHeap};
 use crate::config::{self, parse_list, parse_workloads, RunConfig, COLLECTOR_NAMES};
@@ -45,9 +46,17 @@ pub enum Command {
     /// (steadier than ratios of medians on a shared machine whose speed
     /// drifts).
     Ab(AbArgs),
+    /// Checkpoint running workloads (a tkrzw-like key-value store and
+    /// Phoenix kernels) every N ms with each dirty source: frozen time,
+    /// dump time, pages and image bytes per dump, and the workload's
+    /// slowdown against no checkpointing (the OoH paper's CRIU client).
+    Checkpoint(crate::checkpoint::CheckpointArgs),
     /// (internal) Run one workload in this process and print its result line.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// (internal) Run one checkpoint configuration and print its result line.
+    #[command(hide = true)]
+    CheckpointWorker(crate::checkpoint::worker::WorkerArgs),
 }
 
 /// Output files shared by `run` and `paper`.
@@ -198,6 +207,14 @@ fn dispatch(command: Command) -> Result<(), String> {
         Command::Paper(args) => paper(args),
         Command::Ab(args) => ab(args),
         Command::Worker(args) => worker_main(args),
+        Command::Checkpoint(args) => crate::checkpoint::run(args),
+        Command::CheckpointWorker(args) => {
+            let result = crate::checkpoint::worker::run(&args);
+            let line = serde_json::to_string(&result)
+                .map_err(|e| format!("cannot encode the result: {e}"))?;
+            println!("{line}");
+            Ok(())
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! own worker process ([`worker`]); the runner ([`runner`]) spawns them,
 //! reads one JSON line from each and aggregates medians and ratios, which
 //! [`report`] turns into tables, JSON, CSV, Markdown and charts; [`ab`]
-//! compares two builds of the oohgc worker run for run.
+//! compares two builds of the oohgc worker run for run; [`checkpoint`]
+//! checkpoints running workloads with `oohgc-checkpoint` per dirty source.
 
 #![warn(missing_docs)]
 
 pub mod ab;
 pub mod backends;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod figures;
