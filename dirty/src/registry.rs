@@ -292,6 +292,23 @@ fn probe_none() -> Result<(), DirtyError> {
     Ok(())
 }
 
+/// The feature names (not `default`) of a Cargo manifest's `[features]`
+/// table: for the tests that check a crate's features against [`SOURCES`].
+#[doc(hidden)]
+pub fn features_in_manifest(manifest: &str) -> Vec<&str> {
+    let Some(start) = manifest.find("[features]") else {
+        return Vec::new();
+    };
+    let rest = &manifest[start + "[features]".len()..];
+    let table = &rest[..rest.find("\n[").unwrap_or(rest.len())];
+    table
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| !k.is_empty() && *k != "default")
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,14 +317,7 @@ mod tests {
     /// cannot be added without its feature or a feature without its row.
     #[test]
     fn cargo_features_match_the_table() {
-        let manifest = include_str!("../Cargo.toml");
-        let features = section(manifest, "[features]");
-        let mut listed: Vec<&str> = features
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
-            .filter(|k| *k != "default")
-            .collect();
+        let mut listed = features_in_manifest(include_str!("../Cargo.toml"));
         listed.sort_unstable();
         let mut table: Vec<&str> = SOURCES
             .iter()
@@ -337,13 +347,5 @@ mod tests {
             );
         }
         assert_eq!(capabilities_of("no-such-source"), Capabilities::default());
-    }
-
-    /// The lines of a TOML table, from its header to the next header.
-    pub(crate) fn section<'a>(toml: &'a str, header: &str) -> &'a str {
-        let start = toml.find(header).expect("table present") + header.len();
-        let rest = &toml[start..];
-        let end = rest.find("\n[").unwrap_or(rest.len());
-        &rest[..end]
     }
 }

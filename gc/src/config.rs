@@ -583,16 +583,7 @@ mod tests {
         for (i, f) in SOURCE_FEATURES.iter().enumerate() {
             assert_eq!(*f, rows[i].name, "flag {i} of DEFAULT_DIRTY_SOURCE");
         }
-        let manifest = include_str!("../Cargo.toml");
-        let start = manifest.find("[features]").unwrap();
-        let rest = &manifest[start + "[features]".len()..];
-        let section = &rest[..rest.find("\n[").unwrap_or(rest.len())];
-        let mut listed: Vec<&str> = section
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
-            .filter(|k| *k != "default")
-            .collect();
+        let mut listed = oohgc_dirty::registry::features_in_manifest(include_str!("../Cargo.toml"));
         listed.sort_unstable();
         let mut expected = SOURCE_FEATURES.to_vec();
         expected.sort_unstable();

@@ -18,6 +18,13 @@ pub fn is_child() -> bool {
 /// Run test `name` of the current test binary alone in a child process with
 /// `env` added; returns its output (the caller asserts on it).
 pub fn run_in_child(name: &str, env: &[(&str, &str)]) -> Output {
+    child_command(name, env)
+        .output()
+        .expect("spawn child test process")
+}
+
+/// The command that runs test `name` of this binary alone as a child.
+fn child_command(name: &str, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
@@ -25,7 +32,7 @@ pub fn run_in_child(name: &str, env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("spawn child test process")
+    cmd
 }
 
 /// What a child run with a deadline ended as.
@@ -45,14 +52,7 @@ pub fn run_in_child_for(
     limit: std::time::Duration,
 ) -> TimedOutput {
     use std::process::Stdio;
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
-    cmd.env(CHILD_VAR, "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
+    let mut child = child_command(name, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
