@@ -33,8 +33,8 @@ pub mod service_thread;
 #[cfg(any(feature = "uffd", feature = "mprotect"))]
 mod bitmap;
 mod counters;
+mod pagemap;
 mod ranges;
-#[cfg(any(feature = "pagemap-scan", feature = "uffd"))]
 mod uffd_sys;
 
 #[cfg(feature = "card")]

@@ -28,9 +28,9 @@ use super::hardware::{log_batch, log_entry, LogOutcome};
 use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
 use super::reverse_map::SYNTHETIC_FRAME_BASE;
 use super::spml::{SpmlDriver, FRAME_UNKNOWN};
-use super::sys::Fd;
 use super::Mode;
 use crate::contract::{DirtyError, PageRange, PAGE_SIZE};
+use crate::pagemap::Pagemap;
 use crate::raw_vec::RawVec;
 
 /// Most ranges a source tracks at once.
@@ -138,7 +138,7 @@ pub struct Machine {
     carried: RawVec<u64>,
     /// Scratch list of pages to report.
     report: RawVec<u64>,
-    pagemap: Fd,
+    pagemap: Pagemap,
 }
 
 impl Machine {
@@ -146,7 +146,7 @@ impl Machine {
     pub(crate) fn new(
         mode: Mode,
         config: PmlConfig,
-        pagemap: Fd,
+        pagemap: Pagemap,
         pfns_visible: bool,
     ) -> Result<Machine, DirtyError> {
         let mut hv = ModelHypervisor::new(mode, config.ring_entries)?;
@@ -155,7 +155,7 @@ impl Machine {
         let mut spml = SpmlDriver::new(pfns_visible);
         spml.lag = config.guest_lags;
         if mode == Mode::Spml && pfns_visible {
-            spml.zero_pfn = super::sys::zero_page_pfn(&pagemap);
+            spml.zero_pfn = pagemap.zero_page_pfn();
         }
         Ok(Machine {
             mode,
@@ -176,7 +176,7 @@ impl Machine {
     }
 
     /// The pagemap descriptor.
-    pub(crate) fn pagemap(&self) -> &Fd {
+    pub(crate) fn pagemap(&self) -> &Pagemap {
         &self.pagemap
     }
 
@@ -643,14 +643,13 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pml::sys;
 
     /// An address range nothing is mapped at (the model never touches it:
     /// transitions are scripted; pagemap reports its pages absent).
     const FAKE_BASE: usize = 0x6000_0000_0000;
 
     fn machine(mode: Mode, pages: usize) -> Machine {
-        let pagemap = sys::open_pagemap("test").unwrap();
+        let pagemap = Pagemap::open("test").unwrap();
         let mut m = Machine::new(mode, PmlConfig::default(), pagemap, true).unwrap();
         m.track(PageRange::new(FAKE_BASE, pages * PAGE_SIZE).unwrap())
             .unwrap();

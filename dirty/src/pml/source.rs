@@ -21,9 +21,10 @@
 use super::cost::{modelled_ns, CostReport, EventCounts, ALL_EVENTS};
 use super::model::{Machine, PmlConfig};
 use super::spml::frame_of;
-use super::sys::{self, Fd, Uffd, SCAN_REGIONS};
+use super::sys::{self, Fd, Uffd};
 use super::{Engine, Mode};
 use crate::contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
+use crate::pagemap::Pagemap;
 use crate::raw_vec::RawVec;
 use linux_raw_sys::general as uapi;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,14 +67,8 @@ pub struct PmlSource {
 /// Frames read per `pread` when the hardware model looks a batch up.
 const FRAME_CHUNK: usize = 512;
 
-/// Whether `/proc/self/pagemap` shows real frame numbers to this process.
-fn pfns_visible(pagemap: &Fd) -> bool {
-    let mut probe: RawVec<u64> = RawVec::with_capacity(1);
-    probe.push(1); // touch the page so that it is present
-    let addr = probe.as_ptr() as usize & !(PAGE_SIZE - 1);
-    let mut entry = [0u64];
-    sys::read_pagemap(pagemap, addr, &mut entry).is_ok() && entry[0] & sys::PAGEMAP_PFN_MASK != 0
-}
+/// Regions one `PAGEMAP_SCAN` call of the async engine may return.
+const SCAN_REGIONS: usize = 4096;
 
 impl PmlSource {
     /// Open the model in `mode` over `engine` with `config`.
@@ -84,8 +79,8 @@ impl PmlSource {
             Engine::Sync => uapi::UFFD_FEATURE_WP_UNPOPULATED,
         } as u64;
         let uffd = Uffd::open(name, features, true)?;
-        let pagemap = sys::open_pagemap(name)?;
-        let visible = pfns_visible(&pagemap);
+        let pagemap = Pagemap::open(name)?;
+        let visible = pagemap.pfns_visible();
         let machine = Machine::new(mode, config, pagemap, visible)?;
         let mut regions = RawVec::with_capacity(SCAN_REGIONS);
         for _ in 0..SCAN_REGIONS {
@@ -198,10 +193,13 @@ impl PmlSource {
         } = st;
         runs.clear();
         for (r, tr) in machine.ranges.iter().enumerate() {
-            *engine_scans +=
-                sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
-                    runs.push((r, s, e))
-                })?;
+            let scan = machine.pagemap().scan_written(
+                tr.range,
+                true,
+                regions.as_mut_slice(),
+                &mut |run| runs.push((r, run.start, run.end())),
+            )?;
+            *engine_scans += scan.calls;
         }
         let spml = machine.mode == Mode::Spml;
         if !spml {
@@ -228,7 +226,7 @@ impl PmlSource {
             while page < end {
                 let n = ((end - page) / PAGE_SIZE).min(FRAME_CHUNK);
                 if spml {
-                    sys::read_pagemap(machine.pagemap(), page, &mut frames[..n])?;
+                    machine.pagemap().read(page, &mut frames[..n])?;
                 }
                 let first = (page - range_start) / PAGE_SIZE;
                 if spml {
@@ -316,7 +314,7 @@ fn fault_handler(inner: &Inner) {
                 let mut frame = 0;
                 if st.machine.mode == Mode::Spml {
                     let mut entry = [0u64];
-                    if sys::read_pagemap(st.machine.pagemap(), addr, &mut entry).is_ok() {
+                    if st.machine.pagemap().read(addr, &mut entry).is_ok() {
                         frame = machine_frame(&st.machine, addr as u64, entry[0]);
                     } else {
                         frame = machine_frame(&st.machine, addr as u64, 0);
@@ -405,7 +403,7 @@ impl DirtySource for PmlSource {
                 // Still protected since it was tracked (during a cycle, after
                 // the last disarm): re-protect only what was written since
                 // (cheap), not the whole range.
-                sys::pagemap_reprotect_written(machine.pagemap(), range)?;
+                machine.pagemap().protect_written(range)?;
             } else {
                 self.inner.uffd.write_protect(range, true, false)?;
                 machine.ranges[k].protection_installed = true;

@@ -28,8 +28,8 @@ use super::host::{Hypervisor, ModelHypervisor};
 use super::model::TrackedRange;
 use super::reverse_map::{gfn_to_frame, FrameTable, SYNTHETIC_SLOT};
 use super::ring::Gfn;
-use super::sys::{self, Fd, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT};
 use crate::contract::{DirtyError, PAGE_SIZE};
+use crate::pagemap::{Pagemap, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT};
 use crate::raw_vec::RawVec;
 
 /// Pagemap entries read per `pread` by the walk.
@@ -128,7 +128,7 @@ impl SpmlDriver {
     /// differs from the previous walk.
     pub(crate) fn walk_range(
         &mut self,
-        pagemap: &Fd,
+        pagemap: &Pagemap,
         tr: &mut TrackedRange,
         insert: bool,
         mut changed: Option<&mut RawVec<u64>>,
@@ -139,7 +139,7 @@ impl SpmlDriver {
         while done < pages {
             let n = (pages - done).min(WALK_CHUNK_PAGES);
             let addr = tr.range.start + done * PAGE_SIZE;
-            sys::read_pagemap(pagemap, addr, &mut self.scratch[..n])?;
+            pagemap.read(addr, &mut self.scratch[..n])?;
             for k in 0..n {
                 let i = done + k;
                 let va = (addr + k * PAGE_SIZE) as u64;
@@ -170,7 +170,7 @@ impl SpmlDriver {
     /// tracked page must be reported.
     pub(crate) fn resolve(
         &mut self,
-        pagemap: &Fd,
+        pagemap: &Pagemap,
         ranges: &mut [TrackedRange],
         out: &mut RawVec<u64>,
         counts: &mut EventCounts,
