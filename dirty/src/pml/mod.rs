@@ -15,8 +15,9 @@
 //! * [`epml`] — the EPML guest driver (guest-owned buffer, self-IPI);
 //! * [`model`] — the machine tying them together, fed by a kernel engine;
 //! * [`cost`] — event counts and the unit-cost table (modelled time);
-//! * `source` — [`PmlSource`], the [`DirtySource`] over an [`Engine`];
-//! * `sys` — thin wrappers over userfaultfd, `PAGEMAP_SCAN` and pagemap.
+//! * `source` — [`PmlSource`], the [`DirtySource`] over an [`Engine`]
+//!   (the kernel substrate comes from `crate::uffd_sys` and
+//!   `crate::pagemap`, shared with the `uffd` and `pagemap-scan` sources).
 
 pub mod cost;
 pub mod epml;
@@ -27,7 +28,6 @@ pub mod reverse_map;
 pub mod ring;
 mod source;
 pub mod spml;
-mod sys;
 
 pub use cost::{CostReport, Event, EventCounts, UnitCost};
 pub use model::PmlConfig;

@@ -21,11 +21,11 @@
 use super::cost::{modelled_ns, CostReport, EventCounts, ALL_EVENTS};
 use super::model::{Machine, PmlConfig};
 use super::spml::frame_of;
-use super::sys::{self, Fd, Uffd};
 use super::{Engine, Mode};
 use crate::contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 use crate::pagemap::Pagemap;
 use crate::raw_vec::RawVec;
+use crate::uffd_sys::{StopFd, Uffd};
 use linux_raw_sys::general as uapi;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -46,7 +46,7 @@ struct Inner {
     engine: Engine,
     state: Mutex<State>,
     uffd: Uffd,
-    stop: Fd,
+    stop: StopFd,
     pfns_visible: bool,
 }
 
@@ -78,8 +78,11 @@ impl PmlSource {
             Engine::Async => uapi::UFFD_FEATURE_WP_ASYNC | uapi::UFFD_FEATURE_WP_UNPOPULATED,
             Engine::Sync => uapi::UFFD_FEATURE_WP_UNPOPULATED,
         } as u64;
-        let uffd = Uffd::open(name, features, true)?;
+        let uffd = Uffd::open(name, features)?;
         let pagemap = Pagemap::open(name)?;
+        if engine == Engine::Async {
+            pagemap.check_scan_supported(name)?;
+        }
         let visible = pagemap.pfns_visible();
         let machine = Machine::new(mode, config, pagemap, visible)?;
         let mut regions = RawVec::with_capacity(SCAN_REGIONS);
@@ -107,7 +110,7 @@ impl PmlSource {
                 engine_faults: 0,
             }),
             uffd,
-            stop: sys::eventfd()?,
+            stop: StopFd::new()?,
             pfns_visible: visible,
         });
         let handler = match engine {
@@ -263,83 +266,43 @@ fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
 /// unprotect the page, both under the model lock.
 fn fault_handler(inner: &Inner) {
     crate::service_thread::announce_current_thread();
-    // SAFETY: uffd_msg is plain old data; all-zero is a valid value.
-    let mut msgs: [uapi::uffd_msg; 16] = unsafe { std::mem::zeroed() };
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: inner.uffd.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: inner.stop.0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: polls two descriptors we own, described by a local array.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            continue; // EINTR
-        }
-        if fds[1].revents != 0 {
-            return;
-        }
-        // SAFETY: reads whole messages into our local array.
-        let n = unsafe {
-            libc::read(
-                inner.uffd.raw(),
-                msgs.as_mut_ptr().cast(),
-                std::mem::size_of_val(&msgs),
-            )
+    inner.uffd.serve_wp_faults(&inner.stop, &mut |address| {
+        let addr = address & !(PAGE_SIZE - 1);
+        let page = PageRange {
+            start: addr,
+            len: PAGE_SIZE,
         };
-        if n <= 0 {
-            continue; // EAGAIN: another wake-up consumed it
-        }
-        let count = n as usize / std::mem::size_of::<uapi::uffd_msg>();
-        for msg in &msgs[..count] {
-            if msg.event as u32 != uapi::UFFD_EVENT_PAGEFAULT {
-                continue;
-            }
-            // SAFETY: a PAGEFAULT message carries the pagefault member.
-            let addr = unsafe { msg.arg.pagefault.address } as usize & !(PAGE_SIZE - 1);
-            let page = PageRange {
-                start: addr,
-                len: PAGE_SIZE,
-            };
-            let mut st = inner.lock();
-            st.engine_faults += 1;
-            if st.machine.armed {
-                let mut frame = 0;
-                if st.machine.mode == Mode::Spml {
-                    let mut entry = [0u64];
-                    if st.machine.pagemap().read(addr, &mut entry).is_ok() {
-                        frame = machine_frame(&st.machine, addr as u64, entry[0]);
-                    } else {
-                        frame = machine_frame(&st.machine, addr as u64, 0);
-                    }
+        let mut st = inner.lock();
+        st.engine_faults += 1;
+        if st.machine.armed {
+            let mut frame = 0;
+            if st.machine.mode == Mode::Spml {
+                let mut entry = [0u64];
+                if st.machine.pagemap().read(addr, &mut entry).is_ok() {
+                    frame = machine_frame(&st.machine, addr as u64, entry[0]);
+                } else {
+                    frame = machine_frame(&st.machine, addr as u64, 0);
                 }
-                st.machine.observe(addr as u64, frame);
             }
-            if inner.uffd.write_protect(page, false, true).is_err() {
-                // The range was unregistered meanwhile; let the thread go.
-                inner.uffd.wake(page);
-            }
-            drop(st);
+            st.machine.observe(addr as u64, frame);
         }
-    }
+        if inner.uffd.write_protect(page, false).is_err() {
+            // The range was unregistered meanwhile; let the thread go.
+            inner.uffd.wake(page);
+        }
+        drop(st);
+    });
 }
 
 impl Drop for PmlSource {
     fn drop(&mut self) {
         if let Some(h) = self.handler.take() {
-            sys::eventfd_signal(&self.inner.stop);
+            self.inner.stop.signal();
             let _ = h.join();
         }
         let mut st = self.inner.lock();
         for tr in st.machine.ranges.iter() {
-            let _ = self.inner.uffd.write_protect(tr.range, false, true);
+            let _ = self.inner.uffd.write_protect(tr.range, false);
             let _ = self.inner.uffd.unregister(tr.range);
         }
         let State { machine, .. } = &mut *st;
@@ -361,11 +324,11 @@ impl DirtySource for PmlSource {
     fn track(&self, range: PageRange) -> Result<(), DirtyError> {
         PageRange::new(range.start, range.len)?;
         let mut st = self.inner.lock();
-        self.inner.uffd.register(range)?;
+        self.inner.uffd.register_wp(range)?;
         let armed = st.machine.armed;
         let result = st.machine.track(range).and_then(|()| {
             if armed {
-                self.inner.uffd.write_protect(range, true, false)?;
+                self.inner.uffd.write_protect(range, true)?;
                 if let Some(tr) = st.machine.ranges.last_mut() {
                     tr.protection_installed = true;
                 }
@@ -388,7 +351,7 @@ impl DirtySource for PmlSource {
         st.machine.untrack(range)?;
         // The caller may already have unmapped the range: then there is
         // nothing left to unprotect or unregister.
-        let _ = self.inner.uffd.write_protect(range, false, true);
+        let _ = self.inner.uffd.write_protect(range, false);
         let _ = self.inner.uffd.unregister(range);
         Ok(())
     }
@@ -405,7 +368,7 @@ impl DirtySource for PmlSource {
                 // (cheap), not the whole range.
                 machine.pagemap().protect_written(range)?;
             } else {
-                self.inner.uffd.write_protect(range, true, false)?;
+                self.inner.uffd.write_protect(range, true)?;
                 machine.ranges[k].protection_installed = true;
             }
         }
@@ -440,7 +403,7 @@ impl DirtySource for PmlSource {
                 start,
                 len: end - start,
             };
-            self.inner.uffd.write_protect(run, true, false)?;
+            self.inner.uffd.write_protect(run, true)?;
         }
         counters.harvests += 1;
         counters.pages_reported += pages.len() as u64;
@@ -500,7 +463,7 @@ impl DirtySource for PmlSource {
             st.machine.observe(addr as u64, frame);
             addr += PAGE_SIZE;
         }
-        self.inner.uffd.write_protect(range, true, false)?;
+        self.inner.uffd.write_protect(range, true)?;
         drop(st);
         Ok(())
     }
@@ -518,7 +481,7 @@ impl DirtySource for PmlSource {
         // write-protect of the range instead (as pagemap-scan does by
         // default, `DisarmPolicy::Unprotect`).
         for tr in st.machine.ranges.iter_mut() {
-            self.inner.uffd.write_protect(tr.range, false, true)?;
+            self.inner.uffd.write_protect(tr.range, false)?;
             tr.protection_installed = false;
         }
         Ok(())
