@@ -24,7 +24,7 @@
 
 use super::cost::{Event, EventCounts};
 use super::epml::EpmlDriver;
-use super::hardware::{log_batch, log_entry, LogOutcome};
+use super::hardware::{log_batch, LogOutcome};
 use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
 use super::reverse_map::SYNTHETIC_FRAME_BASE;
 use super::spml::{SpmlDriver, FRAME_UNKNOWN};
@@ -313,38 +313,19 @@ impl Machine {
     /// [`Machine::observe`] for page `i` of tracked range `r` (the caller
     /// knows where the page is).
     pub fn observe_at(&mut self, r: usize, i: usize, frame: u64) {
-        if !self.armed {
-            return;
-        }
-        let tr = &mut self.ranges[r];
-        let va = (tr.range.start + i * PAGE_SIZE) as u64;
-        if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-            self.held.push((va, frame));
-            return;
-        }
-        let entry = match self.mode {
-            Mode::Epml => {
-                if !set_bit(&mut tr.flags, i) {
-                    return;
-                }
-                va
-            }
-            Mode::Spml => {
-                if tr.flags[i] == FLAG_SET | frame {
-                    return;
-                }
-                tr.flags[i] = FLAG_SET | frame;
-                frame * PAGE_SIZE as u64
-            }
-        };
-        match log_entry(&mut self.hv.vcpu.vmcs, entry, &mut self.counts) {
-            LogOutcome::Logged | LogOutcome::NotLogging => {}
-            LogOutcome::LogFull => self.log_full(),
-        }
+        self.observe_run(r, i, 1, &[frame]);
+    }
+
+    /// Whether the vCPU logs now (not exited on a full ring, the process
+    /// on it, PML enabled); otherwise transitions are held back.
+    fn logging(&self) -> bool {
+        !(self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled)
     }
 
     /// [`Machine::observe_at`] for pages `first..first + n` of range `r`
-    /// (`frames[k]` backs page `first + k`; SPML only), in one batch.
+    /// (`frames[k]` backs page `first + k`; empty when the design logs no
+    /// frames), in one batch per buffer fill. The one path every engine's
+    /// transitions take into the hardware model.
     pub fn observe_run(&mut self, r: usize, first: usize, n: usize, frames: &[u64]) {
         let end = first + n;
         let mut i = first;
@@ -352,11 +333,13 @@ impl Machine {
             if !self.armed {
                 return;
             }
-            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-                let frame = frames.get(i - first).copied().unwrap_or(0);
-                self.observe_at(r, i, frame);
-                i += 1;
-                continue;
+            if !self.logging() {
+                let start = self.ranges[r].range.start;
+                for k in i..end {
+                    let frame = frames.get(k - first).copied().unwrap_or(0);
+                    self.held.push(((start + k * PAGE_SIZE) as u64, frame));
+                }
+                return;
             }
             let mode = self.mode;
             let tr = &mut self.ranges[r];
@@ -388,48 +371,6 @@ impl Machine {
             };
             if outcome == LogOutcome::LogFull {
                 self.log_full();
-            }
-        }
-    }
-
-    /// EPML: [`Machine::observe_at`] for every page index `indices` yields
-    /// in range `r`, in one batch per buffer fill (no frames needed).
-    pub fn observe_indices<I: Iterator<Item = usize>>(&mut self, r: usize, mut indices: I) {
-        debug_assert_eq!(self.mode, Mode::Epml);
-        loop {
-            if !self.armed {
-                return;
-            }
-            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-                for i in indices {
-                    self.observe_at(r, i, 0);
-                }
-                return;
-            }
-            let tr = &mut self.ranges[r];
-            let start = tr.range.start as u64;
-            let flags = tr.flags.as_mut_slice();
-            let mut exhausted = true;
-            let outcome = {
-                let mut transitions = std::iter::from_fn(|| {
-                    for k in indices.by_ref() {
-                        if set_bit(flags, k) {
-                            return Some(start + (k * PAGE_SIZE) as u64);
-                        }
-                    }
-                    None
-                });
-                let outcome = log_batch(&mut self.hv.vcpu.vmcs, &mut transitions, &mut self.counts);
-                if outcome == LogOutcome::LogFull {
-                    exhausted = false;
-                }
-                outcome
-            };
-            if outcome == LogOutcome::LogFull {
-                self.log_full();
-            }
-            if exhausted {
-                return;
             }
         }
     }

@@ -206,20 +206,10 @@ impl PmlSource {
         }
         let spml = machine.mode == Mode::Spml;
         if !spml {
-            // EPML needs no frames: feed each range's pages in one stream.
-            let mut k = 0;
-            while k < runs.len() {
-                let r = runs[k].0;
-                let mut j = k;
-                while j < runs.len() && runs[j].0 == r {
-                    j += 1;
-                }
-                let start = machine.ranges[r].range.start;
-                let pages = runs[k..j]
-                    .iter()
-                    .flat_map(|&(_, s, e)| (s - start) / PAGE_SIZE..(e - start) / PAGE_SIZE);
-                machine.observe_indices(r, pages);
-                k = j;
+            // EPML needs no frames: feed each run in one batch.
+            for &(r, start, end) in runs.iter() {
+                let first = (start - machine.ranges[r].range.start) / PAGE_SIZE;
+                machine.observe_run(r, first, (end - start) / PAGE_SIZE, &[]);
             }
             return Ok(());
         }
