@@ -20,6 +20,7 @@
 //!   `crate::pagemap`, shared with the `uffd` and `pagemap-scan` sources).
 
 pub mod cost;
+mod driver;
 pub mod epml;
 pub mod hardware;
 pub mod host;

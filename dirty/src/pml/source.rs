@@ -20,7 +20,6 @@
 
 use super::cost::{modelled_ns, CostReport, EventCounts, ALL_EVENTS};
 use super::model::{Machine, PmlConfig};
-use super::spml::frame_of;
 use super::{Engine, Mode};
 use crate::contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 use crate::pagemap::Pagemap;
@@ -204,9 +203,8 @@ impl PmlSource {
             )?;
             *engine_scans += scan.calls;
         }
-        let spml = machine.mode == Mode::Spml;
-        if !spml {
-            // EPML needs no frames: feed each run in one batch.
+        if !machine.logs_frames() {
+            // No frames needed: feed each run in one batch.
             for &(r, start, end) in runs.iter() {
                 let first = (start - machine.ranges[r].range.start) / PAGE_SIZE;
                 machine.observe_run(r, first, (end - start) / PAGE_SIZE, &[]);
@@ -218,21 +216,12 @@ impl PmlSource {
             let mut page = start;
             while page < end {
                 let n = ((end - page) / PAGE_SIZE).min(FRAME_CHUNK);
-                if spml {
-                    machine.pagemap().read(page, &mut frames[..n])?;
-                }
+                machine.pagemap().read(page, &mut frames[..n])?;
                 let first = (page - range_start) / PAGE_SIZE;
-                if spml {
-                    let tr = &machine.ranges[r];
-                    for k in 0..n {
-                        frames[k] = frame_of(
-                            frames[k],
-                            machine.spml.pfns_visible,
-                            tr.synthetic_frame(first + k),
-                        );
-                    }
+                for k in 0..n {
+                    frames[k] = machine.frame_at(r, first + k, frames[k]);
                 }
-                machine.observe_run(r, first, n, if spml { &frames[..n] } else { &[] });
+                machine.observe_run(r, first, n, &frames[..n]);
                 page += n * PAGE_SIZE;
             }
         }
@@ -244,9 +233,8 @@ impl PmlSource {
 fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
     match machine.range_of(va) {
         Some(r) => {
-            let tr = &machine.ranges[r];
-            let i = (va as usize - tr.range.start) / PAGE_SIZE;
-            frame_of(entry, machine.spml.pfns_visible, tr.synthetic_frame(i))
+            let i = (va as usize - machine.ranges[r].range.start) / PAGE_SIZE;
+            machine.frame_at(r, i, entry)
         }
         None => 0,
     }
@@ -266,7 +254,7 @@ fn fault_handler(inner: &Inner) {
         st.engine_faults += 1;
         if st.machine.armed {
             let mut frame = 0;
-            if st.machine.mode == Mode::Spml {
+            if st.machine.logs_frames() {
                 let mut entry = [0u64];
                 if st.machine.pagemap().read(addr, &mut entry).is_ok() {
                     frame = machine_frame(&st.machine, addr as u64, entry[0]);
@@ -333,7 +321,7 @@ impl DirtySource for PmlSource {
 
     fn untrack(&self, range: PageRange) -> Result<(), DirtyError> {
         let mut st = self.inner.lock();
-        if self.inner.engine == Engine::Async && st.machine.mode == Mode::Spml {
+        if self.inner.engine == Engine::Async && st.machine.logs_frames() {
             // Writes the kernel has seen but the model has not: log them
             // before the range's frames stop resolving.
             self.observe_async(&mut st)?;
@@ -445,7 +433,7 @@ impl DirtySource for PmlSource {
         };
         let mut addr = range.start;
         while addr < range.end() {
-            let frame = if st.machine.mode == Mode::Spml {
+            let frame = if st.machine.logs_frames() {
                 machine_frame(&st.machine, addr as u64, 0)
             } else {
                 0
@@ -489,7 +477,7 @@ impl DirtySource for PmlSource {
             let st = self.inner.lock();
             (
                 st.machine.counts,
-                st.machine.spml.stats,
+                st.machine.driver().reverse_map_stats(),
                 st.engine_scans,
                 st.engine_faults,
             )
