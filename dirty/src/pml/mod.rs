@@ -29,6 +29,7 @@ pub mod reverse_map;
 pub mod ring;
 mod source;
 pub mod spml;
+mod tracked;
 
 pub use cost::{CostReport, Event, EventCounts, UnitCost};
 pub use model::PmlConfig;
