@@ -21,6 +21,7 @@
 
 pub mod cost;
 mod driver;
+mod engine;
 pub mod epml;
 pub mod hardware;
 pub mod host;
