@@ -12,13 +12,17 @@
 //!
 //! Two layers:
 //! * [`WpAsync`] — the bare tracker (register / protect / scan), usable
-//!   without the [`DirtySource`] wrapper. **The PML model's `async` engine
-//!   (`crate::pml`) depends on it: keep its API stable.**
+//!   without the [`DirtySource`] wrapper; public API, keep it stable.
 //! * [`PagemapScanSource`] — the [`DirtySource`].
 //!
 //! A page that was never write-protected counts as written (a
 //! conservative start), and so does a page whose contents were dropped
 //! with `MADV_DONTNEED`.
+//!
+//! Owns: `WpAsync` (one userfaultfd in async mode + the scan scratch) and
+//! `PagemapScanSource` with its `DisarmPolicy`. Must not touch: the ioctl
+//! plumbing (`uffd_sys.rs`, `pagemap.rs`), the PML model (which shares that
+//! plumbing, not this module).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -41,7 +45,9 @@ pub const SCAN_REGIONS_PER_CALL: usize = 1024;
 
 /// The bare async write-protect tracker over one userfaultfd.
 ///
-/// Used by [`PagemapScanSource`] and by the PML model's `async` engine.
+/// Used by [`PagemapScanSource`]. (The PML model's `async` engine shares
+/// the plumbing underneath, `uffd_sys.rs` and `pagemap.rs`, not this type:
+/// it needs its own scan vector and the scan-call count.)
 /// Ranges are not remembered here: callers keep their own list. No method
 /// allocates through the global allocator.
 pub struct WpAsync {

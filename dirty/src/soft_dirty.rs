@@ -22,6 +22,10 @@
 //! writes made during it, which the contract forbids — so callers must
 //! harvest this source only with the mutators stopped. `clear_refs` also
 //! resets the bits of every other user of soft-dirty in the process.
+//!
+//! Owns: `SoftDirtySource`, the `clear_refs` / pagemap files it opens, and
+//! the behavioural probe. Must not touch: userfaultfd or `PAGEMAP_SCAN`
+//! (other sources); its pagemap reads are of bit 55 only.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};

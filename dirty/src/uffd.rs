@@ -7,10 +7,12 @@
 //! protection of that one page and wakes the writer. That is a cross-CPU
 //! wake-up per first write (~48 us on the project's VM, ~6 us on one CPU).
 //!
-//! **The PML model's `sync` engine (`crate::pml`) depends on the fault
-//! observer ([`UffdSource::with_fault_observer`]): keep it stable.** The
-//! observer sees every first write to a tracked page, in the order the
-//! kernel queued the faults, before the writer is woken.
+//! The fault observer ([`UffdSource::with_fault_observer`]) sees every
+//! first write to a tracked page, in the order the kernel queued the
+//! faults, before the writer is woken. (The PML model's `sync` engine
+//! does not build on this source: it shares the userfaultfd handle and
+//! the fault-serving loop of `uffd_sys.rs` and keeps its own per-fault
+//! step, which must log into the model under the model's lock.)
 //!
 //! A harvest holds the lock the handler thread takes only while it drains
 //! the bitmaps and re-protects; it calls its `sink` afterwards, so the sink
@@ -23,6 +25,10 @@
 //! fallback for unprivileged processes) the same `read(2)` fails with
 //! `EFAULT` instead, as an unpinned buffer does under `mprotect` (the
 //! `mprotect` pins, `mprotect::KernelWrite`, do not apply to this source).
+//!
+//! Owns: `UffdSource`: the bitmaps, the handler thread's per-fault closure,
+//! the fault observer. Must not touch: the userfaultfd calls and the fault-
+//! serving loop themselves (`uffd_sys.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
