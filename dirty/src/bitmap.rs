@@ -4,6 +4,10 @@
 //! `mprotect`): the fault path sets a bit with one atomic `fetch_or`, the
 //! harvest swaps whole words to zero and turns the set bits into page runs.
 //! Bits are exact (no hashing, unlike bdwgc's page hash table).
+//!
+//! Owns: `PageBitmap`: setting bits from fault paths and draining them into
+//! page runs. Must not touch: protection or registration (the sources do
+//! it), tracked-range tables (`ranges.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -19,6 +19,10 @@
 //!
 //! The table is shared by all `card` sources of the process: two sources
 //! must not track overlapping memory (each would clear the other's cards).
+//!
+//! Owns: the process-wide card table, `write_barrier` and `CardSource`.
+//! Must not touch: page protection or any kernel tracking; the barrier must
+//! stay a few instructions with no call.
 
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};

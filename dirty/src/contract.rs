@@ -24,6 +24,11 @@
 //! garbage collector calls these with its heap locked and the world stopped,
 //! and its heap *is* the global allocator. Sources keep their own memory in
 //! raw mmap ([`crate::raw_vec::RawVec`]). Construction (`open`) may allocate.
+//!
+//! Owns: the `DirtySource` trait, `PageRange`, `PAGE_SIZE`, `Counters` and
+//! `DirtyError`: the types every source and every caller share. Must not
+//! touch: any mechanism or system call; it defines the promise, the sources
+//! keep it.
 
 use std::fmt;
 

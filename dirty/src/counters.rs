@@ -2,6 +2,10 @@
 //!
 //! Every field is an atomic so that signal handlers and fault-handler
 //! threads can count without locks or allocation.
+//!
+//! Owns: `AtomicCounters` and the helpers that add to them and snapshot
+//! them. Must not touch: what a source counts or when (the sources decide);
+//! no allocation, no locks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

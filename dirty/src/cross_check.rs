@@ -42,6 +42,10 @@
 //! GCBench run under `OOHGC_CROSS_CHECK=mprotect` failed on a page that
 //! was, at the verdict, still write-protected by the primary and all zero —
 //! a slot-zeroing store that had not run yet.
+//!
+//! Owns: `CrossCheck` (forwarding to two sources, the suspect bookkeeping)
+//! and its report of false negatives. Must not touch: either source's
+//! internals: it sees them only through `DirtySource`.
 
 //! ## Modes
 //!

@@ -6,6 +6,9 @@
 //! performance baseline. It cannot know which reported pages were really
 //! written, so `false_positives` stays zero and `pages_reported` counts
 //! everything.
+//!
+//! Owns: `NoneSource`: its range list and counters. Must not touch: the
+//! kernel: it observes nothing.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;

@@ -12,13 +12,17 @@
 //!
 //! Two layers:
 //! * [`WpAsync`] — the bare tracker (register / protect / scan), usable
-//!   without the [`DirtySource`] wrapper. **The PML model's `async` engine
-//!   (`crate::pml`) depends on it: keep its API stable.**
+//!   without the [`DirtySource`] wrapper; public API, keep it stable.
 //! * [`PagemapScanSource`] — the [`DirtySource`].
 //!
 //! A page that was never write-protected counts as written (a
 //! conservative start), and so does a page whose contents were dropped
 //! with `MADV_DONTNEED`.
+//!
+//! Owns: `WpAsync` (one userfaultfd in async mode + the scan scratch) and
+//! `PagemapScanSource` with its `DisarmPolicy`. Must not touch: the ioctl
+//! plumbing (`uffd_sys.rs`, `pagemap.rs`), the PML model (which shares that
+//! plumbing, not this module).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -26,17 +30,14 @@ use std::time::Instant;
 use linux_raw_sys::general as uapi;
 
 use crate::counters::{add_elapsed, AtomicCounters};
+use crate::pagemap::Pagemap;
 use crate::ranges::TrackedRanges;
 use crate::raw_vec::RawVec;
-use crate::uffd_sys::{ioctl_retry, Uffd};
+use crate::uffd_sys::Uffd;
 use crate::{Counters, DirtyError, DirtySource, PageRange};
 
 /// The source's name.
 const NAME: &str = "pagemap-scan";
-
-/// `PAGEMAP_SCAN` = `_IOWR('f', 16, struct pm_scan_arg)` (96 bytes); the
-/// number is missing from linux-raw-sys.
-const PAGEMAP_SCAN: u32 = 0xC060_6610;
 
 /// Regions returned per `PAGEMAP_SCAN` call. The kernel fills at most this
 /// many; a full buffer means "call again from the end of the last region".
@@ -44,12 +45,14 @@ pub const SCAN_REGIONS_PER_CALL: usize = 1024;
 
 /// The bare async write-protect tracker over one userfaultfd.
 ///
-/// Used by [`PagemapScanSource`] and by the PML model's `async` engine.
+/// Used by [`PagemapScanSource`]. (The PML model's `async` engine shares
+/// the plumbing underneath, `uffd_sys.rs` and `pagemap.rs`, not this type:
+/// it needs its own scan vector and the scan-call count.)
 /// Ranges are not remembered here: callers keep their own list. No method
 /// allocates through the global allocator.
 pub struct WpAsync {
     uffd: Uffd,
-    pagemap_fd: std::os::fd::OwnedFd,
+    pagemap: Pagemap,
     regions: Mutex<RawVec<uapi::page_region>>,
 }
 
@@ -60,25 +63,7 @@ impl WpAsync {
     pub fn new() -> Result<WpAsync, DirtyError> {
         let features = (uapi::UFFD_FEATURE_WP_ASYNC | uapi::UFFD_FEATURE_WP_UNPOPULATED) as u64;
         let uffd = Uffd::open(NAME, features)?;
-        // SAFETY: opening a NUL-terminated path read-only.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/pagemap".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(DirtyError::Unavailable {
-                source: NAME,
-                reason: format!(
-                    "cannot open /proc/self/pagemap: {}",
-                    std::io::Error::last_os_error()
-                ),
-            });
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let pagemap_fd =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let pagemap = Pagemap::open(NAME)?;
         let mut regions = RawVec::with_capacity(SCAN_REGIONS_PER_CALL);
         for _ in 0..SCAN_REGIONS_PER_CALL {
             regions.push(uapi::page_region {
@@ -89,26 +74,11 @@ impl WpAsync {
         }
         let tracker = WpAsync {
             uffd,
-            pagemap_fd,
+            pagemap,
             regions: Mutex::new(regions),
         };
-        tracker.check_scan_supported()?;
+        tracker.pagemap.check_scan_supported(NAME)?;
         Ok(tracker)
-    }
-
-    /// `PAGEMAP_SCAN` exists from Linux 6.7: ask for an empty range.
-    fn check_scan_supported(&self) -> Result<(), DirtyError> {
-        let mut arg = self.scan_arg(0, 0, 0, std::ptr::null_mut(), 0);
-        match ioctl_retry(std::os::fd::AsRawFd::as_raw_fd(&self.pagemap_fd), PAGEMAP_SCAN, &mut arg) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(DirtyError::Unavailable {
-                source: NAME,
-                reason: format!(
-                    "the PAGEMAP_SCAN ioctl on /proc/self/pagemap failed ({}); it needs Linux >= 6.7",
-                    std::io::Error::from_raw_os_error(e)
-                ),
-            }),
-        }
     }
 
     /// Whether the userfaultfd had to be opened with `UFFD_USER_MODE_ONLY`
@@ -142,42 +112,13 @@ impl WpAsync {
     /// same range. Never-touched pages stay unprotected and count as
     /// written once touched, so the result is equivalent.
     pub fn protect_written(&self, range: PageRange) -> Result<(), DirtyError> {
-        let flags = (uapi::PM_SCAN_CHECK_WPASYNC | uapi::PM_SCAN_WP_MATCHING) as u64;
-        let mut arg = self.scan_arg(flags, range.start, range.end(), std::ptr::null_mut(), 0);
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.pagemap_fd);
-        ioctl_retry(fd, PAGEMAP_SCAN, &mut arg)
-            .map(|_| ())
-            .map_err(|errno| scan_error(range, errno))
+        self.pagemap.protect_written(range)
     }
 
     /// Remove the protection from `range`: writes run at full speed and
     /// every populated page reads as written.
     pub fn unprotect(&self, range: PageRange) -> Result<(), DirtyError> {
         self.uffd.write_protect(range, false)
-    }
-
-    fn scan_arg(
-        &self,
-        flags: u64,
-        start: usize,
-        end: usize,
-        vec: *mut uapi::page_region,
-        vec_len: usize,
-    ) -> uapi::pm_scan_arg {
-        uapi::pm_scan_arg {
-            size: std::mem::size_of::<uapi::pm_scan_arg>() as u64,
-            flags,
-            start: start as u64,
-            end: end as u64,
-            walk_end: 0,
-            vec: vec as u64,
-            vec_len: vec_len as u64,
-            max_pages: 0,
-            category_inverted: 0,
-            category_mask: uapi::PAGE_IS_WRITTEN as u64,
-            category_anyof_mask: 0,
-            return_mask: uapi::PAGE_IS_WRITTEN as u64,
-        }
     }
 
     /// Report the written pages of `range` (which must be registered) to
@@ -193,52 +134,11 @@ impl WpAsync {
         reprotect: bool,
         sink: &mut dyn FnMut(PageRange),
     ) -> Result<u64, DirtyError> {
-        let mut flags = uapi::PM_SCAN_CHECK_WPASYNC as u64;
-        if reprotect {
-            flags |= uapi::PM_SCAN_WP_MATCHING as u64;
-        }
         let mut regions = self.regions.lock().unwrap_or_else(|p| p.into_inner());
-        let capacity = regions.len();
-        let buf = regions.as_mut_slice().as_mut_ptr();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.pagemap_fd);
-        let mut start = range.start;
-        let mut pages = 0u64;
-        while start < range.end() {
-            let mut arg = self.scan_arg(flags, start, range.end(), buf, capacity);
-            let n = ioctl_retry(fd, PAGEMAP_SCAN, &mut arg)
-                .map_err(|errno| scan_error(range, errno))? as usize;
-            let filled = &regions.as_slice()[..n.min(capacity)];
-            for r in filled {
-                let run = PageRange {
-                    start: r.start as usize,
-                    len: (r.end - r.start) as usize,
-                };
-                pages += run.pages() as u64;
-                sink(run);
-            }
-            // `walk_end` is unreliable when the buffer fills: a full buffer
-            // means "maybe more", and the walk resumes after the last region
-            // (regions come back in address order).
-            if n < capacity {
-                break;
-            }
-            start = filled[n - 1].end as usize;
-        }
-        Ok(pages)
-    }
-}
-
-fn scan_error(range: PageRange, errno: i32) -> DirtyError {
-    match errno {
-        libc::EPERM | libc::EINVAL => DirtyError::BadRange {
-            start: range.start,
-            len: range.len,
-            what: "is not (entirely) registered for async write-protect tracking",
-        },
-        errno => DirtyError::Os {
-            op: "PAGEMAP_SCAN",
-            errno,
-        },
+        let stats = self
+            .pagemap
+            .scan_written(range, reprotect, regions.as_mut_slice(), sink)?;
+        Ok(stats.pages)
     }
 }
 

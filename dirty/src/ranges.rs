@@ -4,6 +4,10 @@
 //! dirty bitmap) in a [`TrackedRanges`]. It refuses overlapping ranges and
 //! untracking anything but a range exactly as it was tracked, so that the
 //! per-range data never has to be split.
+//!
+//! Owns: `TrackedRanges`: the overlap and exact-untrack rules and the per-
+//! range data slots. Must not touch: the kernel (no system call besides its
+//! mmap), any source's per-range meaning.
 
 use crate::raw_vec::RawVec;
 use crate::{DirtyError, PageRange};

@@ -5,6 +5,9 @@
 //! global allocator (the collector's own heap) could deadlock or recurse.
 //! `RawVec` never touches the global allocator: it maps its storage with
 //! `mmap` and grows with `mremap`.
+//!
+//! Owns: `RawVec` and its mapping (map, grow with `mremap`, unmap). Must
+//! not touch: the global allocator, ever; what is stored in it.
 
 use std::ptr;
 

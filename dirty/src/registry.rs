@@ -7,7 +7,9 @@
 //! its own module plus one row here (and its cargo feature); tests check
 //! that the crates' feature lists agree with the table.
 //!
-//! It owns no source: each row's functions forward to the source's module.
+//! Owns: the rows ([`SOURCES`]) and their open/probe forwarding functions.
+//! Must not touch: any source's mechanism: each row's functions forward
+//! to the source's module.
 
 use crate::select::OpenOptions;
 use crate::{DirtyError, DirtySource};

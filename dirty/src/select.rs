@@ -13,6 +13,10 @@
 //! skips sources that need a write barrier (`card`): those are only
 //! correct when the program calls the barrier on every pointer store,
 //! which a fallback cannot know (name them explicitly).
+//!
+//! Owns: `open`, `open_with`, `open_best`, `probe`, `sources_to_test` and
+//! `OpenOptions`. Must not touch: how a source opens (the registry row's
+//! functions do), any mechanism.
 
 use crate::pml;
 use crate::registry::{self, SOURCES};

@@ -7,6 +7,9 @@
 //! by its handler thread, so stopping the handler would deadlock the stop.
 //! The collector installs a hook that excludes the calling thread from
 //! stop-the-world.
+//!
+//! Owns: the process-wide hook and `announce_current_thread`. Must not
+//! touch: the threads themselves (each source starts and stops its own).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

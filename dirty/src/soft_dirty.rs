@@ -22,12 +22,17 @@
 //! writes made during it, which the contract forbids — so callers must
 //! harvest this source only with the mutators stopped. `clear_refs` also
 //! resets the bits of every other user of soft-dirty in the process.
+//!
+//! Owns: `SoftDirtySource`, the `clear_refs` file, the bit-55 reading, and
+//! the behavioural probe. Must not touch: userfaultfd or `PAGEMAP_SCAN`
+//! (other sources); it reads entries through `crate::pagemap`.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::counters::{add_elapsed, AtomicCounters};
+use crate::pagemap::Pagemap;
 use crate::ranges::TrackedRanges;
 use crate::raw_vec::RawVec;
 use crate::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
@@ -62,14 +67,14 @@ fn open_proc(path: &std::ffi::CStr, flags: i32) -> Result<OwnedFd, DirtyError> {
 /// The two procfs files the mechanism uses.
 struct ProcFiles {
     clear_refs: OwnedFd,
-    pagemap: OwnedFd,
+    pagemap: Pagemap,
 }
 
 impl ProcFiles {
     fn open() -> Result<ProcFiles, DirtyError> {
         Ok(ProcFiles {
             clear_refs: open_proc(c"/proc/self/clear_refs", libc::O_WRONLY)?,
-            pagemap: open_proc(c"/proc/self/pagemap", libc::O_RDONLY)?,
+            pagemap: Pagemap::open(NAME)?,
         })
     }
 
@@ -86,27 +91,9 @@ impl ProcFiles {
         Ok(())
     }
 
-    /// Read the pagemap entries of `count` pages from `first_page` into `out`.
+    /// Read the pagemap entries of `out.len()` pages from `first_page` into `out`.
     fn read_entries(&self, first_page: usize, out: &mut [u64]) -> Result<(), DirtyError> {
-        let bytes = std::mem::size_of_val(out);
-        // SAFETY: reading into our own buffer of `bytes` bytes.
-        let n = unsafe {
-            libc::pread(
-                self.pagemap.as_raw_fd(),
-                out.as_mut_ptr().cast(),
-                bytes,
-                (first_page * 8) as libc::off_t,
-            )
-        };
-        if n != bytes as isize {
-            return Err(DirtyError::Os {
-                op: "pread /proc/self/pagemap",
-                errno: std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO),
-            });
-        }
-        Ok(())
+        self.pagemap.read(first_page * PAGE_SIZE, out)
     }
 
     fn is_soft_dirty(&self, addr: usize) -> Result<bool, DirtyError> {

@@ -7,10 +7,12 @@
 //! protection of that one page and wakes the writer. That is a cross-CPU
 //! wake-up per first write (~48 us on the project's VM, ~6 us on one CPU).
 //!
-//! **The PML model's `sync` engine (`crate::pml`) depends on the fault
-//! observer ([`UffdSource::with_fault_observer`]): keep it stable.** The
-//! observer sees every first write to a tracked page, in the order the
-//! kernel queued the faults, before the writer is woken.
+//! The fault observer ([`UffdSource::with_fault_observer`]) sees every
+//! first write to a tracked page, in the order the kernel queued the
+//! faults, before the writer is woken. (The PML model's `sync` engine
+//! does not build on this source: it shares the userfaultfd handle and
+//! the fault-serving loop of `uffd_sys.rs` and keeps its own per-fault
+//! step, which must log into the model under the model's lock.)
 //!
 //! A harvest holds the lock the handler thread takes only while it drains
 //! the bitmaps and re-protects; it calls its `sink` afterwards, so the sink
@@ -23,6 +25,10 @@
 //! fallback for unprivileged processes) the same `read(2)` fails with
 //! `EFAULT` instead, as an unpinned buffer does under `mprotect` (the
 //! `mprotect` pins, `mprotect::KernelWrite`, do not apply to this source).
+//!
+//! Owns: `UffdSource`: the bitmaps, the handler thread's per-fault closure,
+//! the fault observer. Must not touch: the userfaultfd calls and the fault-
+//! serving loop themselves (`uffd_sys.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,7 +41,7 @@ use crate::bitmap::PageBitmap;
 use crate::counters::{add_elapsed, bump, AtomicCounters};
 use crate::ranges::TrackedRanges;
 use crate::raw_vec::RawVec;
-use crate::uffd_sys::Uffd;
+use crate::uffd_sys::{StopFd, Uffd};
 use crate::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
 
 const NAME: &str = "uffd";
@@ -45,9 +51,6 @@ const NAME: &str = "uffd";
 /// must not allocate through the global allocator, block, or call back
 /// into the source.
 pub type FaultObserver = fn(page_addr: usize, ctx: usize);
-
-/// Messages read per `read(2)` on the userfaultfd (kept on the handler's stack).
-const MESSAGES_PER_READ: usize = 64;
 
 struct State {
     /// Each tracked range with its dirty bitmap (freed at untrack / drop,
@@ -61,11 +64,10 @@ struct Shared {
     state: Mutex<State>,
     counters: AtomicCounters,
     observer: Option<(FaultObserver, usize)>,
-    stop: AtomicBool,
     /// Set by the handler thread once it runs its own code (see `build`).
     started: AtomicBool,
-    /// eventfd the handler thread polls besides the userfaultfd, to stop.
-    stop_fd: std::os::fd::OwnedFd,
+    /// Polled by the handler thread besides the userfaultfd, to stop.
+    stop_fd: StopFd,
 }
 
 impl Shared {
@@ -135,16 +137,7 @@ impl UffdSource {
         // marker, so its first write faults too (otherwise it would be a
         // plain missing-page fault we never hear of: a false negative).
         let uffd = Uffd::open(NAME, uapi::UFFD_FEATURE_WP_UNPOPULATED as u64)?;
-        // SAFETY: eventfd with an initial count of 0.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if efd < 0 {
-            return Err(DirtyError::Os {
-                op: "eventfd",
-                errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-            });
-        }
-        // SAFETY: efd is a fresh descriptor we own.
-        let stop_fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(efd) };
+        let stop_fd = StopFd::new()?;
         let shared = Arc::new(Shared {
             uffd,
             state: Mutex::new(State {
@@ -153,7 +146,6 @@ impl UffdSource {
             }),
             counters: AtomicCounters::default(),
             observer,
-            stop: AtomicBool::new(false),
             started: AtomicBool::new(false),
             stop_fd,
         });
@@ -194,64 +186,14 @@ impl UffdSource {
 /// resolve each. Allocates nothing.
 fn handler_loop(shared: &Shared) {
     crate::service_thread::announce_current_thread();
-    let mut messages = [[0u64; 4]; MESSAGES_PER_READ];
-    let mut fds = [
-        libc::pollfd {
-            fd: shared.uffd.raw(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&shared.stop_fd),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    while !shared.stop.load(Ordering::Acquire) {
-        // SAFETY: fds is a valid array of two pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 || fds[1].revents != 0 {
-            continue; // EINTR, or the stop flag (checked by the loop)
-        }
-        // SAFETY: reading whole uffd_msg records (32 bytes each) into our buffer.
-        let n = unsafe {
-            libc::read(
-                shared.uffd.raw(),
-                messages.as_mut_ptr().cast(),
-                std::mem::size_of_val(&messages),
-            )
-        };
-        if n <= 0 {
-            continue; // EAGAIN: another wake-up raced us
-        }
-        for msg in &messages[..n as usize / 32] {
-            // uffd_msg: u8 event, 7 bytes reserved, then pagefault
-            // { u64 flags, u64 address, u32 ptid }.
-            let event = (msg[0] & 0xff) as u32;
-            if event != uapi::UFFD_EVENT_PAGEFAULT {
-                continue;
-            }
-            let flags = msg[1];
-            if flags & uapi::UFFD_PAGEFAULT_FLAG_WP as u64 == 0 {
-                continue;
-            }
-            shared.on_fault(msg[2] as usize);
-        }
-    }
+    shared
+        .uffd
+        .serve_wp_faults(&shared.stop_fd, &mut |addr| shared.on_fault(addr));
 }
 
 impl Drop for UffdSource {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes to our eventfd wakes the handler's poll.
-        unsafe {
-            libc::write(
-                std::os::fd::AsRawFd::as_raw_fd(&self.shared.stop_fd),
-                (&one as *const u64).cast(),
-                8,
-            )
-        };
+        self.shared.stop_fd.signal();
         if let Some(h) = self.handler.take() {
             let _ = h.join();
         }

@@ -1,9 +1,15 @@
-//! Userfaultfd system-call wrappers shared by `pagemap-scan` and `uffd`.
+//! Userfaultfd system-call wrappers shared by `pagemap-scan`, `uffd` and
+//! the PML model's engines.
 //!
-//! Opening the descriptor (with the fallback to `UFFD_USER_MODE_ONLY` for
-//! unprivileged processes), the feature handshake, registration and
+//! Owns: opening the descriptor (with the fallback to `UFFD_USER_MODE_ONLY`
+//! for unprivileged processes), the feature handshake, registration and
 //! write-protection, each turned into a [`DirtyError`] that names what went
-//! wrong. Nothing here allocates after [`Uffd::open`].
+//! wrong; the fault-serving loop of a handler thread
+//! ([`Uffd::serve_wp_faults`]) and the eventfd that stops it ([`StopFd`]).
+//!
+//! Must not touch: what a fault means (recording it is the caller's
+//! closure), tracked-range tables, `/proc/self/pagemap` (`crate::pagemap`).
+//! Nothing here allocates after [`Uffd::open`].
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -11,6 +17,10 @@ use linux_raw_sys::general as uapi;
 use linux_raw_sys::ioctl as uapi_ioctl;
 
 use crate::{DirtyError, PageRange};
+
+/// Messages read per `read(2)` by [`Uffd::serve_wp_faults`] (kept on the
+/// handler's stack).
+const MESSAGES_PER_READ: usize = 64;
 
 /// `UFFDIO_WRITEPROTECT_MODE_WP`: set write protection (0 removes it and wakes).
 const WRITEPROTECT_MODE_WP: u64 = 1;
@@ -20,6 +30,7 @@ const UFFDIO_WRITEPROTECT_BIT: u64 = 1 << 0x06;
 /// An open, API-negotiated userfaultfd.
 pub(crate) struct Uffd {
     fd: OwnedFd,
+    #[cfg_attr(not(any(feature = "pagemap-scan", feature = "uffd")), allow(dead_code))]
     user_mode_only: bool,
 }
 
@@ -107,6 +118,7 @@ impl Uffd {
 
     /// Whether the descriptor was opened with `UFFD_USER_MODE_ONLY`
     /// (faults taken by the kernel itself are then not delivered).
+    #[cfg_attr(not(any(feature = "pagemap-scan", feature = "uffd")), allow(dead_code))]
     pub(crate) fn user_mode_only(&self) -> bool {
         self.user_mode_only
     }
@@ -189,7 +201,6 @@ impl Uffd {
     }
 
     /// Wake threads blocked on faults in `range` without changing protection.
-    #[cfg_attr(not(feature = "uffd"), allow(dead_code))]
     pub(crate) fn wake(&self, range: PageRange) {
         let mut r = uapi::uffdio_range {
             start: range.start as u64,
@@ -197,5 +208,86 @@ impl Uffd {
         };
         // A failure only means there was nobody (or no registration) to wake.
         let _ = ioctl_retry(self.raw(), uapi_ioctl::UFFDIO_WAKE, &mut r);
+    }
+
+    /// The body of a handler thread: poll this descriptor and `stop`, read
+    /// fault messages into a stack buffer and call `on_fault(address)` for
+    /// each write-protect page fault, in the order the kernel queued them,
+    /// until `stop` is signalled. Allocates nothing.
+    pub(crate) fn serve_wp_faults(&self, stop: &StopFd, on_fault: &mut dyn FnMut(usize)) {
+        let mut messages = [[0u64; 4]; MESSAGES_PER_READ];
+        let mut fds = [
+            libc::pollfd {
+                fd: self.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: fds is a valid array of two pollfd.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                continue; // EINTR
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            // SAFETY: reading whole uffd_msg records (32 bytes each) into our buffer.
+            let n = unsafe {
+                libc::read(
+                    self.raw(),
+                    messages.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&messages),
+                )
+            };
+            if n <= 0 {
+                continue; // EAGAIN: another wake-up raced us
+            }
+            for msg in &messages[..n as usize / 32] {
+                // uffd_msg: u8 event, 7 bytes reserved, then pagefault
+                // { u64 flags, u64 address, u32 ptid }.
+                let event = (msg[0] & 0xff) as u32;
+                if event != uapi::UFFD_EVENT_PAGEFAULT {
+                    continue;
+                }
+                let flags = msg[1];
+                if flags & uapi::UFFD_PAGEFAULT_FLAG_WP as u64 == 0 {
+                    continue;
+                }
+                on_fault(msg[2] as usize);
+            }
+        }
+    }
+}
+
+/// A non-blocking eventfd that tells a handler thread
+/// ([`Uffd::serve_wp_faults`]) to return.
+pub(crate) struct StopFd(OwnedFd);
+
+impl StopFd {
+    /// A fresh, unsignalled eventfd.
+    pub(crate) fn new() -> Result<StopFd, DirtyError> {
+        // SAFETY: eventfd with an initial count of 0.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(DirtyError::Os {
+                op: "eventfd",
+                errno: errno(),
+            });
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        Ok(StopFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Signal it: every later or pending poll on it returns.
+    pub(crate) fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a local to our eventfd.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }

@@ -4,6 +4,9 @@
 //! names a test suite should run under besides its default, one per line:
 //! what `.ci/run` loops over, so that a new row of the table is tested
 //! without editing the script.
+//!
+//! Owns: the command line and the table it prints. Must not touch: any
+//! source's internals: it reads the registry and opens sources by name.
 
 use oohgc_dirty::registry::SOURCES;
 

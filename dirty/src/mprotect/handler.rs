@@ -4,6 +4,11 @@
 //! and untracks wait for running handlers, the handler itself (fault on a
 //! tracked page -> make it writable, set its bit) and the chaining to the
 //! handler installed before ours.
+//!
+//! Owns: the lock-free range table, the grace periods, the `SIGSEGV`
+//! handler and its chaining. Must not touch: allocation or locks in the
+//! handler; the source's own range list (`mod.rs`) and the pins
+//! (`pins.rs`).
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;

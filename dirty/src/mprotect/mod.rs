@@ -10,7 +10,9 @@
 //!
 //! This module owns the [`MprotectSource`] itself (track, arm, harvest);
 //! `handler` owns the signal handler and the table it reads; `pins` owns
-//! the kernel-write pins ([`KernelWrite`]).
+//! the kernel-write pins ([`KernelWrite`]). Must not touch: userfaultfd
+//! or pagemap (other sources), the handler's table except through
+//! `handler`'s functions.
 //!
 //! Limits, all inherent in the mechanism:
 //! * **System calls that write into a protected page fail with `EFAULT`**

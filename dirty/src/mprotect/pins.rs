@@ -13,7 +13,8 @@
 //! and re-protects it.
 //!
 //! This module owns the pin table, the exclusion between pinners and
-//! re-protectors, and the signal masking the pinner needs.
+//! re-protectors, and the signal masking the pinner needs. Must not
+//! touch: the dirty bitmaps and the range table except through `handler`.
 //!
 //! # Protocol
 //!

@@ -11,6 +11,11 @@
 //! Modelled time is an *estimate* of what the events would cost on the
 //! paper's hardware; [`CostReport`] always prints it beside the measured
 //! wall time of the software model, each labelled.
+//!
+//! Owns: `Event`, `EventCounts`, the unit-cost table per design with each
+//! figure's source, `modelled_ns` and `CostReport`. Must not touch:
+//! measurement: it converts counts into modelled time and never measures;
+//! it does not decide when events happen.
 
 use super::Mode;
 use std::fmt;

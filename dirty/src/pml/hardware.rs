@@ -16,6 +16,11 @@
 //!
 //! The dirty flags themselves are kept by the machine model (per tracked
 //! page); this module is the buffer, the index and the VMCS fields.
+//!
+//! Owns: the VMCS PML fields, `PmlBuffer`, `log_entry` / `log_batch` (the
+//! CPU's logging logic). Must not touch: the dirty flags (the guest drivers
+//! keep them), what a log-full event leads to (drivers and host), the
+//! kernel.
 
 use super::cost::{Event, EventCounts};
 use crate::raw_vec::RawVec;

@@ -18,6 +18,11 @@
 //! stays *exited* (as KVM keeps a vCPU out with `KVM_EXIT_DIRTY_RING_FULL`)
 //! until the guest's ring-reset hypercall frees room; the machine model
 //! holds the vCPU's further transitions back meanwhile, so no entry is lost.
+//!
+//! Owns: the `Hypervisor` hypercall trait, `ModelHypervisor` (the vCPU, the
+//! host PML buffer, the ring, the virtual IRQ, the ring-full stall). Must
+//! not touch: the guest's side (drivers read the ring and issue hypercalls;
+//! the host never reverse-maps), the kernel engines.
 
 use super::cost::{Event, EventCounts};
 use super::hardware::{PmlBuffer, Vmcs, PML_INDEX_START};

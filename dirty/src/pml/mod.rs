@@ -13,12 +13,24 @@
 //! * [`spml`] and [`reverse_map`] — the SPML guest driver and its
 //!   frame -> page reverse map over `/proc/self/pagemap`;
 //! * [`epml`] — the EPML guest driver (guest-owned buffer, self-IPI);
-//! * [`model`] — the machine tying them together, fed by a kernel engine;
+//! * `driver` — the guest-driver role: the trait every decision in which
+//!   EPML and SPML differ goes through ([`epml`] and [`spml`] implement it);
+//! * [`model`] — the machine both designs share (tracked ranges, hold-back,
+//!   the one observe path, the harvest's merge), fed by a kernel engine;
+//!   `tracked` — its per-range state and [`PmlConfig`];
 //! * [`cost`] — event counts and the unit-cost table (modelled time);
-//! * `source` — [`PmlSource`], the [`DirtySource`] over an [`Engine`];
-//! * `sys` — thin wrappers over userfaultfd, `PAGEMAP_SCAN` and pagemap.
+//! * `engine` — the kernel engines ([`Engine`]) under the model, over the
+//!   substrate shared with the `uffd` and `pagemap-scan` sources
+//!   (`crate::uffd_sys`, `crate::pagemap`);
+//! * `source` — [`PmlSource`], the [`DirtySource`] over model and engine.
+//!
+//! Owns: `Engine`, `Mode`, `open_source` and the re-exports other crates
+//! use (`PmlSource`, `PmlConfig`, the cost types). Must not touch: the
+//! model's logic: each role is its own module (listed above).
 
 pub mod cost;
+mod driver;
+mod engine;
 pub mod epml;
 pub mod hardware;
 pub mod host;
@@ -27,7 +39,7 @@ pub mod reverse_map;
 pub mod ring;
 mod source;
 pub mod spml;
-mod sys;
+mod tracked;
 
 pub use cost::{CostReport, Event, EventCounts, UnitCost};
 pub use model::PmlConfig;

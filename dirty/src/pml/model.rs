@@ -1,17 +1,27 @@
-//! The machine model: one vCPU with PML hardware, the hypervisor, the
-//! guest driver (EPML or SPML) and the tracked pages' dirty flags, fed with
-//! dirty-flag transitions by a kernel engine.
+//! The machine model: one vCPU with PML hardware, the hypervisor, a guest
+//! driver (EPML or SPML, behind `GuestDriver`) and the tracked ranges,
+//! fed with dirty-flag transitions by a kernel engine.
+//!
+//! Owns: the tracked ranges and their per-page state, the hold-back of
+//! transitions while the vCPU cannot log, the one path by which
+//! transitions reach the hardware unit ([`Machine::observe_run`]), the
+//! drain loop (flush, fetch, replay until idle), context switches, and the
+//! harvest's merge of everything logged into one sorted, unique report.
+//! Must not touch: the kernel (engines live in `source.rs`; the model
+//! only reads pagemap through the drivers), and any decision in which
+//! EPML and SPML differ: those are `GuestDriver` methods, and this file
+//! never looks at [`Mode`] except to build the driver.
 //!
 //! **Attribution.** The process runs on a single modelled vCPU, like the
 //! paper's 1-vCPU VM: writes of every thread are logged by that vCPU, in
 //! the order the engine observes them (exact for the sync engine, batch
 //! order for the async one).
 //!
-//! **Dirty flags.** EPML: one bit per virtual page (the guest page-table
-//! dirty bit), kept as a bitmap. SPML: per page, the frame whose EPT dirty flag is set (a
-//! page that moved to a new frame has a clear flag again). Flags are set
-//! on a 0 -> 1 transition, which writes one PML entry, and cleared when the
-//! page is reported by a harvest (a dirty-flag clear with TLB flush).
+//! **Dirty flags.** Per tracked page, in the driver's layout (EPML: the
+//! guest page-table dirty bit; SPML: the EPT dirty flag of the page's
+//! frame). Flags are set on a 0 -> 1 transition, which writes one PML
+//! entry, and cleared when the page is reported by a harvest (a dirty-flag
+//! clear with TLB flush).
 //!
 //! **Context switch.** [`Machine::schedule_out`] is the point where the
 //! guest scheduler takes the tracked process off the vCPU: the partly
@@ -23,104 +33,45 @@
 //! logged after schedule-in (the process cannot run meanwhile).
 
 use super::cost::{Event, EventCounts};
+use super::driver::{range_index, GuestDriver};
 use super::epml::EpmlDriver;
-use super::hardware::{log_batch, log_entry, LogOutcome};
-use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
+use super::hardware::LogOutcome;
+use super::host::ModelHypervisor;
 use super::reverse_map::SYNTHETIC_FRAME_BASE;
-use super::spml::{SpmlDriver, FRAME_UNKNOWN};
-use super::sys::Fd;
+use super::spml::{frame_of, SpmlDriver};
 use super::Mode;
 use crate::contract::{DirtyError, PageRange, PAGE_SIZE};
+use crate::pagemap::Pagemap;
 use crate::raw_vec::RawVec;
 
-/// Most ranges a source tracks at once.
-pub const MAX_TRACKED_RANGES: usize = 4096;
+pub use super::tracked::{PmlConfig, TrackedRange, MAX_TRACKED_RANGES};
 
-/// A SPML dirty flag value: set, for frame `f`: `FLAG_SET | f`.
-const FLAG_SET: u64 = 1 << 63;
-
-/// Set bit `i` of an EPML flag bitmap; true when it was clear (a 0 -> 1
-/// transition).
-fn set_bit(flags: &mut [u64], i: usize) -> bool {
-    let bit = 1u64 << (i % 64);
-    let word = &mut flags[i / 64];
-    let was_clear = *word & bit == 0;
-    *word |= bit;
-    was_clear
-}
-
-/// A tracked range and its per-page model state.
-pub struct TrackedRange {
-    /// The pages.
-    pub range: PageRange,
-    /// The dirty flags. EPML: a bitmap, bit `i % 64` of word `i / 64` for
-    /// page `i`. SPML: one word per page, 0 or `FLAG_SET | frame`.
-    pub flags: RawVec<u64>,
-    /// SPML: the frame the last reverse-map walk saw per page.
-    pub walked_frames: RawVec<u64>,
-    /// First synthetic frame of this range.
-    pub synthetic_base: u64,
-    /// Tracked since the last `arm`/`harvest`: every page counts as dirty.
-    pub fresh: bool,
-    /// The engine has write-protected every page of the range (unpopulated
-    /// ones included) since it was tracked or last unprotected.
-    pub protection_installed: bool,
-}
-
-impl TrackedRange {
-    /// The synthetic frame of page `i`.
-    pub fn synthetic_frame(&self, i: usize) -> u64 {
-        self.synthetic_base + i as u64
-    }
-
-    /// The page whose synthetic frame is `frame`, if it is in this range.
-    pub fn page_of_synthetic(&self, frame: u64) -> Option<u64> {
-        let i = frame.checked_sub(self.synthetic_base)?;
-        if (i as usize) < self.range.pages() {
-            Some((self.range.start + i as usize * PAGE_SIZE) as u64)
-        } else {
-            None
-        }
-    }
-
-    fn index_of(&self, va: u64) -> Option<usize> {
-        let va = va as usize;
-        if self.range.contains(va) {
-            Some((va - self.range.start) / PAGE_SIZE)
-        } else {
-            None
-        }
-    }
-}
-
-/// Tunables of the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PmlConfig {
-    /// SPML ring size in entries (power of two, > 576).
-    pub ring_entries: usize,
-    /// SPML: the guest ignores virtual IRQs and drains only at harvest.
-    pub guest_lags: bool,
-}
-
-impl Default for PmlConfig {
-    fn default() -> Self {
-        PmlConfig {
-            ring_entries: super::ring::DEFAULT_RING_ENTRIES,
-            guest_lags: false,
+/// The guest driver of `mode`: the one place the model picks a design.
+fn driver_for(
+    mode: Mode,
+    config: PmlConfig,
+    pagemap: &Pagemap,
+    pfns_visible: bool,
+) -> Box<dyn GuestDriver> {
+    match mode {
+        Mode::Epml => Box::new(EpmlDriver::new()),
+        Mode::Spml => {
+            let mut spml = SpmlDriver::new(pfns_visible);
+            spml.lag = config.guest_lags;
+            if pfns_visible {
+                spml.zero_pfn = pagemap.zero_page_pfn();
+            }
+            Box::new(spml)
         }
     }
 }
 
 /// The whole modelled machine for one tracked process.
 pub struct Machine {
-    /// EPML or SPML.
-    pub mode: Mode,
     /// The hypervisor (owns the vCPU and, for SPML, the ring).
     pub hv: ModelHypervisor,
-    /// The EPML guest driver (unused under SPML).
-    pub epml: EpmlDriver,
-    /// The SPML guest driver (unused under EPML).
-    pub spml: SpmlDriver,
+    /// The guest driver of the modelled design.
+    driver: Box<dyn GuestDriver>,
     /// Tracked ranges (capacity fixed at construction: no allocation later).
     pub ranges: Vec<TrackedRange>,
     next_synthetic: u64,
@@ -132,13 +83,14 @@ pub struct Machine {
     /// A range was untracked since the last report: logged pages may lie
     /// outside every tracked range.
     untracked_since_report: bool,
-    /// Transitions held back while the vCPU is exited on a full ring.
+    /// Transitions held back while the vCPU cannot log.
     held: RawVec<(u64, u64)>,
-    /// SPML pages resolved early (at `untrack`), reported at the next harvest.
+    /// Pages resolved early (at `untrack`), reported at the next harvest.
     carried: RawVec<u64>,
     /// Scratch list of pages to report.
     report: RawVec<u64>,
-    pagemap: Fd,
+    pagemap: Pagemap,
+    pfns_visible: bool,
 }
 
 impl Machine {
@@ -146,22 +98,15 @@ impl Machine {
     pub(crate) fn new(
         mode: Mode,
         config: PmlConfig,
-        pagemap: Fd,
+        pagemap: Pagemap,
         pfns_visible: bool,
     ) -> Result<Machine, DirtyError> {
         let mut hv = ModelHypervisor::new(mode, config.ring_entries)?;
         let mut counts = EventCounts::default();
-        hv.init_pml(&mut counts)?;
-        let mut spml = SpmlDriver::new(pfns_visible);
-        spml.lag = config.guest_lags;
-        if mode == Mode::Spml && pfns_visible {
-            spml.zero_pfn = super::sys::zero_page_pfn(&pagemap);
-        }
+        super::host::Hypervisor::init_pml(&mut hv, &mut counts)?;
         Ok(Machine {
-            mode,
             hv,
-            epml: EpmlDriver::new(),
-            spml,
+            driver: driver_for(mode, config, &pagemap, pfns_visible),
             ranges: Vec::with_capacity(MAX_TRACKED_RANGES),
             next_synthetic: SYNTHETIC_FRAME_BASE,
             counts,
@@ -172,19 +117,44 @@ impl Machine {
             carried: RawVec::new(),
             report: RawVec::new(),
             pagemap,
+            pfns_visible,
         })
     }
 
+    /// The modelled design.
+    pub fn mode(&self) -> Mode {
+        self.driver.mode()
+    }
+
+    /// The guest driver.
+    pub(crate) fn driver(&self) -> &dyn GuestDriver {
+        &*self.driver
+    }
+
+    /// Whether the engine must supply the frame backing each written page
+    /// (see `GuestDriver::logs_frames`).
+    pub fn logs_frames(&self) -> bool {
+        self.driver.logs_frames()
+    }
+
     /// The pagemap descriptor.
-    pub(crate) fn pagemap(&self) -> &Fd {
+    pub(crate) fn pagemap(&self) -> &Pagemap {
         &self.pagemap
+    }
+
+    /// The frame backing page `i` of range `r`, given its pagemap entry:
+    /// the real frame when visible and present, else its synthetic frame.
+    pub fn frame_at(&self, r: usize, i: usize, pagemap_entry: u64) -> u64 {
+        frame_of(
+            pagemap_entry,
+            self.pfns_visible,
+            self.ranges[r].synthetic_frame(i),
+        )
     }
 
     /// Index of the tracked range holding `va`.
     pub fn range_of(&self, va: u64) -> Option<usize> {
-        self.ranges
-            .iter()
-            .position(|r| r.range.contains(va as usize))
+        range_index(&self.ranges, va)
     }
 
     /// Start tracking `range` (its pages count as dirty until reported).
@@ -215,23 +185,13 @@ impl Machine {
             protection_installed: false,
         };
         self.next_synthetic += pages as u64;
-        let flag_words = match self.mode {
-            Mode::Epml => pages.div_ceil(64),
-            Mode::Spml => pages,
-        };
+        let flag_words = self.driver.flag_words(pages);
         tr.flags.reserve(flag_words);
         for _ in 0..flag_words {
             tr.flags.push(0);
         }
-        if self.mode == Mode::Spml {
-            tr.walked_frames.reserve(pages);
-            for _ in 0..pages {
-                tr.walked_frames.push(FRAME_UNKNOWN);
-            }
-            // The baseline walk: later walks report frame changes against it.
-            self.spml
-                .walk_range(&self.pagemap, &mut tr, false, None, &mut self.counts)?;
-        }
+        self.driver
+            .on_track(&self.pagemap, &mut tr, &mut self.counts)?;
         self.ranges.push(tr);
         Ok(())
     }
@@ -245,13 +205,13 @@ impl Machine {
                 what: "is not a tracked range (untrack takes exactly a range given to track)",
             });
         };
-        if self.mode == Mode::Spml && self.armed {
+        if self.driver.logs_frames() && self.armed {
             // Frames of the range would no longer resolve: resolve now and
             // carry the pages to the next harvest.
-            self.drain_spml();
+            self.drain();
             let mut out = std::mem::take(&mut self.carried);
             let fallback =
-                self.spml
+                self.driver
                     .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
             if fallback {
                 self.push_all_pages(&mut out);
@@ -271,12 +231,8 @@ impl Machine {
         }
         self.held.clear();
         self.carried.clear();
-        self.spml.clear();
         self.scheduled_out = false;
-        match self.mode {
-            Mode::Epml => self.epml.arm(&mut self.hv.vcpu.vmcs, &mut self.counts),
-            Mode::Spml => self.hv.enable_logging(&mut self.counts),
-        }
+        self.driver.arm(&mut self.hv, &mut self.counts);
         self.armed = true;
     }
 
@@ -285,16 +241,19 @@ impl Machine {
         if !self.armed {
             return;
         }
-        match self.mode {
-            Mode::Epml => self.epml.disarm(&mut self.hv.vcpu.vmcs, &mut self.counts),
-            Mode::Spml => self.hv.disable_logging(&mut self.counts),
-        }
+        self.driver.disarm(&mut self.hv, &mut self.counts);
         self.armed = false;
     }
 
-    /// The engine saw page `va` written; `frame` backs it now (SPML).
-    /// Models the hardware: set the dirty flag, log on a 0 -> 1 transition,
-    /// handle log-full.
+    /// Whether the vCPU logs now (not exited on a full ring, the process
+    /// on it, PML enabled); otherwise transitions are held back.
+    fn logging(&self) -> bool {
+        !(self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled)
+    }
+
+    /// The engine saw page `va` written; `frame` backs it now (drivers
+    /// that log frames). Models the hardware: set the dirty flag, log on a
+    /// 0 -> 1 transition, handle log-full.
     pub fn observe(&mut self, va: u64, frame: u64) {
         if !self.armed {
             return;
@@ -313,140 +272,42 @@ impl Machine {
     /// [`Machine::observe`] for page `i` of tracked range `r` (the caller
     /// knows where the page is).
     pub fn observe_at(&mut self, r: usize, i: usize, frame: u64) {
-        if !self.armed {
-            return;
-        }
-        let tr = &mut self.ranges[r];
-        let va = (tr.range.start + i * PAGE_SIZE) as u64;
-        if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-            self.held.push((va, frame));
-            return;
-        }
-        let entry = match self.mode {
-            Mode::Epml => {
-                if !set_bit(&mut tr.flags, i) {
-                    return;
-                }
-                va
-            }
-            Mode::Spml => {
-                if tr.flags[i] == FLAG_SET | frame {
-                    return;
-                }
-                tr.flags[i] = FLAG_SET | frame;
-                frame * PAGE_SIZE as u64
-            }
-        };
-        match log_entry(&mut self.hv.vcpu.vmcs, entry, &mut self.counts) {
-            LogOutcome::Logged | LogOutcome::NotLogging => {}
-            LogOutcome::LogFull => self.log_full(),
-        }
+        self.observe_run(r, i, 1, &[frame]);
     }
 
     /// [`Machine::observe_at`] for pages `first..first + n` of range `r`
-    /// (`frames[k]` backs page `first + k`; SPML only), in one batch.
+    /// (`frames[k]` backs page `first + k`; empty when the driver logs no
+    /// frames), in one batch per buffer fill. The one path every engine's
+    /// transitions take into the hardware model.
     pub fn observe_run(&mut self, r: usize, first: usize, n: usize, frames: &[u64]) {
         let end = first + n;
-        let mut i = first;
-        while i < end {
+        let mut next = first;
+        while next < end {
             if !self.armed {
                 return;
             }
-            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-                let frame = frames.get(i - first).copied().unwrap_or(0);
-                self.observe_at(r, i, frame);
-                i += 1;
-                continue;
-            }
-            let mode = self.mode;
-            let tr = &mut self.ranges[r];
-            let start = tr.range.start as u64;
-            let flags = tr.flags.as_mut_slice();
-            let outcome = {
-                let mut transitions = std::iter::from_fn(|| {
-                    while i < end {
-                        let k = i;
-                        i += 1;
-                        match mode {
-                            Mode::Epml => {
-                                if set_bit(flags, k) {
-                                    return Some(start + (k * PAGE_SIZE) as u64);
-                                }
-                            }
-                            Mode::Spml => {
-                                let frame = frames[k - first];
-                                if flags[k] != FLAG_SET | frame {
-                                    flags[k] = FLAG_SET | frame;
-                                    return Some(frame * PAGE_SIZE as u64);
-                                }
-                            }
-                        }
-                    }
-                    None
-                });
-                log_batch(&mut self.hv.vcpu.vmcs, &mut transitions, &mut self.counts)
-            };
-            if outcome == LogOutcome::LogFull {
-                self.log_full();
-            }
-        }
-    }
-
-    /// EPML: [`Machine::observe_at`] for every page index `indices` yields
-    /// in range `r`, in one batch per buffer fill (no frames needed).
-    pub fn observe_indices<I: Iterator<Item = usize>>(&mut self, r: usize, mut indices: I) {
-        debug_assert_eq!(self.mode, Mode::Epml);
-        loop {
-            if !self.armed {
-                return;
-            }
-            if self.hv.stalled() || self.scheduled_out || !self.hv.vcpu.vmcs.pml_enabled {
-                for i in indices {
-                    self.observe_at(r, i, 0);
+            if !self.logging() {
+                let start = self.ranges[r].range.start;
+                for k in next..end {
+                    let frame = frames.get(k - first).copied().unwrap_or(0);
+                    self.held.push(((start + k * PAGE_SIZE) as u64, frame));
                 }
                 return;
             }
             let tr = &mut self.ranges[r];
-            let start = tr.range.start as u64;
-            let flags = tr.flags.as_mut_slice();
-            let mut exhausted = true;
-            let outcome = {
-                let mut transitions = std::iter::from_fn(|| {
-                    for k in indices.by_ref() {
-                        if set_bit(flags, k) {
-                            return Some(start + (k * PAGE_SIZE) as u64);
-                        }
-                    }
-                    None
-                });
-                let outcome = log_batch(&mut self.hv.vcpu.vmcs, &mut transitions, &mut self.counts);
-                if outcome == LogOutcome::LogFull {
-                    exhausted = false;
-                }
-                outcome
-            };
+            let outcome = self.driver.log_pages(
+                tr.flags.as_mut_slice(),
+                tr.range.start as u64,
+                &mut next,
+                end,
+                first,
+                frames,
+                &mut self.hv.vcpu.vmcs,
+                &mut self.counts,
+            );
             if outcome == LogOutcome::LogFull {
-                self.log_full();
+                self.driver.on_log_full(&mut self.hv, &mut self.counts);
             }
-            if exhausted {
-                return;
-            }
-        }
-    }
-
-    fn log_full(&mut self) {
-        match self.mode {
-            Mode::Epml => self
-                .epml
-                .on_self_ipi(&mut self.hv.vcpu.vmcs, &mut self.counts),
-            Mode::Spml => match self.hv.handle_log_full_exit(&mut self.counts) {
-                FlushOutcome::Copied => {}
-                FlushOutcome::IrqRaised | FlushOutcome::Stalled => {
-                    if self.hv.take_irq() {
-                        self.spml.on_irq(&mut self.hv, &mut self.counts);
-                    }
-                }
-            },
         }
     }
 
@@ -465,21 +326,18 @@ impl Machine {
         }
     }
 
-    /// SPML: flush the buffer and drain the ring until nothing is left
-    /// anywhere (replaying transitions held while the vCPU was exited).
-    fn drain_spml(&mut self) {
-        self.hv.flush(&mut self.counts);
+    /// Flush the buffer toward the guest and fetch what was published
+    /// until nothing is left anywhere (replaying transitions held while
+    /// the vCPU was exited).
+    fn drain(&mut self) {
+        self.driver.flush(&mut self.hv, &mut self.counts);
         loop {
-            self.spml.drain_ring(&mut self.hv, &mut self.counts);
-            let idle = self.hv.ring_mut().used() == 0
-                && self.held.is_empty()
-                && self.hv.vcpu.vmcs.entries_logged() == 0
-                && !self.hv.stalled();
-            if idle {
+            let idle = self.driver.fetch(&mut self.hv, &mut self.counts);
+            if idle && self.held.is_empty() {
                 return;
             }
             self.replay_held();
-            self.hv.flush(&mut self.counts);
+            self.driver.flush(&mut self.hv, &mut self.counts);
         }
     }
 
@@ -490,12 +348,7 @@ impl Machine {
         }
         self.counts.bump(Event::ContextSwitches);
         if self.armed {
-            match self.mode {
-                Mode::Epml => self
-                    .epml
-                    .schedule_out(&mut self.hv.vcpu.vmcs, &mut self.counts),
-                Mode::Spml => self.hv.schedule_out(&mut self.counts),
-            }
+            self.driver.schedule_out(&mut self.hv, &mut self.counts);
         }
         self.scheduled_out = true;
     }
@@ -507,25 +360,18 @@ impl Machine {
         }
         self.scheduled_out = false;
         if self.armed {
-            match self.mode {
-                Mode::Epml => self
-                    .epml
-                    .schedule_in(&mut self.hv.vcpu.vmcs, &mut self.counts),
-                Mode::Spml => self.hv.schedule_in(&mut self.counts),
-            }
+            self.driver.schedule_in(&mut self.hv, &mut self.counts);
         }
         self.replay_held();
     }
 
     fn push_all_pages(&self, out: &mut RawVec<u64>) {
         for tr in self.ranges.iter() {
-            for i in 0..tr.range.pages() {
-                out.push((tr.range.start + i * PAGE_SIZE) as u64);
-            }
+            tr.push_pages(out);
         }
     }
 
-    /// Harvest: flush everything the hardware and drivers hold, collect the
+    /// Harvest: flush everything the hardware and driver hold, collect the
     /// written pages (sorted, unique, tracked only), clear their flags, and
     /// leave them in [`Machine::report`].
     pub fn collect(&mut self) -> Result<(), DirtyError> {
@@ -539,35 +385,20 @@ impl Machine {
                 // Harvest happens on the vCPU: the process is back.
                 self.schedule_in();
             }
-            match self.mode {
-                Mode::Epml => {
-                    self.epml.flush(&mut self.hv.vcpu.vmcs, &mut self.counts);
-                    // The log becomes the report; the old report's mapping
-                    // becomes the next epoch's log.
-                    std::mem::swap(&mut out, &mut self.epml.log);
-                }
-                Mode::Spml => {
-                    self.drain_spml();
-                    for &va in self.carried.iter() {
-                        out.push(va);
-                    }
-                    self.carried.clear();
-                    let fallback = self.spml.resolve(
-                        &self.pagemap,
-                        &mut self.ranges,
-                        &mut out,
-                        &mut self.counts,
-                    )?;
-                    if fallback {
-                        self.push_all_pages(&mut out);
-                    }
-                }
+            self.drain();
+            for &va in self.carried.iter() {
+                out.push(va);
+            }
+            self.carried.clear();
+            let fallback =
+                self.driver
+                    .resolve(&self.pagemap, &mut self.ranges, &mut out, &mut self.counts)?;
+            if fallback {
+                self.push_all_pages(&mut out);
             }
             for tr in self.ranges.iter_mut() {
                 if tr.fresh {
-                    for i in 0..tr.range.pages() {
-                        out.push((tr.range.start + i * PAGE_SIZE) as u64);
-                    }
+                    tr.push_pages(&mut out);
                     tr.fresh = false;
                 }
             }
@@ -583,53 +414,19 @@ impl Machine {
             }
             out.truncate(kept);
         }
-        if self.mode == Mode::Epml {
-            // Every set flag belongs to a page logged since the last report,
-            // and every such page is in `out`: clear the bitmaps wholesale.
-            let mut clears = 0;
-            for tr in self.ranges.iter_mut() {
-                clears += tr.flags.iter().map(|w| w.count_ones() as u64).sum::<u64>();
-                tr.flags.as_mut_slice().fill(0);
-            }
-            self.counts.add(Event::DirtyFlagClears, clears);
-            if !std::mem::take(&mut self.untracked_since_report) {
-                // Every logged page is still tracked: nothing to drop.
-                self.report = out;
-                return Ok(());
-            }
-        }
-        // Sorted and unique: clear the flags range by range (SPML), dropping
-        // pages no longer tracked.
-        let mut kept = 0;
-        let mut clears = 0;
-        let mut k = 0;
-        while k < out.len() {
-            let Some(r) = self.range_of(out[k]) else {
-                k += 1;
-                continue;
-            };
-            let tr = &mut self.ranges[r];
-            let start = tr.range.start as u64;
-            let end = tr.range.end() as u64;
-            let flags = tr.flags.as_mut_slice();
-            let bitmap = self.mode == Mode::Epml;
-            while k < out.len() && out[k] < end {
-                let va = out[k];
-                debug_assert_eq!(va % PAGE_SIZE as u64, 0);
-                let i = ((va - start) / PAGE_SIZE as u64) as usize;
-                if !bitmap {
-                    // (EPML bitmaps were cleared wholesale above.)
-                    clears += (flags[i] != 0) as u64;
-                    flags[i] = 0;
+        if std::mem::take(&mut self.untracked_since_report) {
+            // Drop the pages of ranges no longer tracked.
+            let mut kept = 0;
+            for k in 0..out.len() {
+                if self.range_of(out[k]).is_some() {
+                    out[kept] = out[k];
+                    kept += 1;
                 }
-                out[kept] = va;
-                kept += 1;
-                k += 1;
             }
+            out.truncate(kept);
         }
-        out.truncate(kept);
+        let clears = self.driver.clear_flags(&mut self.ranges, out.as_slice());
         self.counts.add(Event::DirtyFlagClears, clears);
-        self.untracked_since_report = false;
         self.report = out;
         Ok(())
     }
@@ -643,14 +440,13 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pml::sys;
 
     /// An address range nothing is mapped at (the model never touches it:
     /// transitions are scripted; pagemap reports its pages absent).
     const FAKE_BASE: usize = 0x6000_0000_0000;
 
     fn machine(mode: Mode, pages: usize) -> Machine {
-        let pagemap = sys::open_pagemap("test").unwrap();
+        let pagemap = Pagemap::open("test").unwrap();
         let mut m = Machine::new(mode, PmlConfig::default(), pagemap, true).unwrap();
         m.track(PageRange::new(FAKE_BASE, pages * PAGE_SIZE).unwrap())
             .unwrap();
@@ -718,7 +514,7 @@ mod tests {
             "flush at harvest"
         );
         assert_eq!(m.counts.get(Event::ReverseMapLookups), 1100);
-        assert_eq!(m.spml.stats.fallbacks, 0);
+        assert_eq!(m.driver().reverse_map_stats().fallbacks, 0);
         assert_eq!(m.hv.ring_mut().used(), 0, "every entry recycled");
     }
 

@@ -19,6 +19,10 @@
 //! frame differs from the one the previous walk saw, and (2) if any real
 //! frame resolves to no tracked page, reports every tracked page. See
 //! `spml.rs` for the argument.
+//!
+//! Owns: the GPA <-> (slot, offset) conversion, the frame slots and
+//! `FrameTable`. Must not touch: pagemap reads and the walk (the SPML
+//! driver does them), the ring.
 
 use super::ring::Gfn;
 use crate::contract::PAGE_SIZE;

@@ -11,6 +11,10 @@
 //! hypervisor raises a virtual IRQ when the ring becomes soft full; if the
 //! guest lags and a flush does not fit, the vCPU stays exited (see
 //! `host.rs`) — no entry is ever dropped.
+//!
+//! Owns: `DirtyRing` and its KVM layout (`KvmDirtyGfn`, the DIRTY/RESET
+//! flags, soft-full). Must not touch: who pushes and who fetches (host and
+//! SPML driver), frames (`reverse_map.rs`).
 
 use super::hardware::PML_ENTRIES;
 use crate::raw_vec::RawVec;

@@ -1,31 +1,22 @@
 //! `PmlSource`: the `epml` / `spml` dirty sources — the machine model
-//! driven by a kernel engine, behind the [`DirtySource`] contract.
+//! ([`super::model`]) driven by a kernel engine (`engine.rs`), behind the
+//! [`DirtySource`] contract.
 //!
-//! Engines (where the model's dirty-flag transitions come from):
-//! * [`Engine::Async`]: userfaultfd write-protect in async mode. The kernel
-//!   resolves write faults itself and remembers which pages were written;
-//!   at each flush point (harvest, schedule-out) one `PAGEMAP_SCAN` with
-//!   `PM_SCAN_WP_MATCHING` reports and atomically re-protects them, and the
-//!   model logs them in scan order. A write racing with the scan is either
-//!   seen by this scan or left for the next one: never lost.
-//! * [`Engine::Sync`]: synchronous userfaultfd write-protect. Each first
-//!   write to a protected page blocks its thread; the handler thread logs
-//!   the page in the model (in exact fault order) and unprotects it while
-//!   holding the model lock, so a harvest cannot slip between the two. At
-//!   harvest the reported pages are re-protected before they are handed on.
+//! Owns: the lock around the model and the engine's scratch state, the
+//! sync engine's handler thread, the measured counters, the public
+//! accessors (cost report, event counts, modelled context switches).
+//! Must not touch: the kernel (every system call goes through the
+//! engine), the model's or the drivers' decisions.
 //!
 //! The model state lives behind one mutex; the handler thread and the
 //! collector share it. Nothing on these paths allocates through the global
 //! allocator (raw mmap vectors, a tracked-range table sized at open).
 
 use super::cost::{modelled_ns, CostReport, EventCounts, ALL_EVENTS};
+use super::engine::{for_each_run, EngineScratch, KernelEngine};
 use super::model::{Machine, PmlConfig};
-use super::spml::frame_of;
-use super::sys::{self, Fd, Uffd, SCAN_REGIONS};
 use super::{Engine, Mode};
-use crate::contract::{Counters, DirtyError, DirtySource, PageRange, PAGE_SIZE};
-use crate::raw_vec::RawVec;
-use linux_raw_sys::general as uapi;
+use crate::contract::{Counters, DirtyError, DirtySource, PageRange};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -33,19 +24,13 @@ use std::time::Instant;
 struct State {
     machine: Machine,
     counters: Counters,
-    regions: RawVec<uapi::page_region>,
-    runs: RawVec<(usize, usize, usize)>,
-    frames: RawVec<u64>,
-    engine_scans: u64,
-    engine_faults: u64,
+    scratch: EngineScratch,
 }
 
 struct Inner {
     mode: Mode,
-    engine: Engine,
+    engine: KernelEngine,
     state: Mutex<State>,
-    uffd: Uffd,
-    stop: Fd,
     pfns_visible: bool,
 }
 
@@ -63,72 +48,36 @@ pub struct PmlSource {
     handler: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Frames read per `pread` when the hardware model looks a batch up.
-const FRAME_CHUNK: usize = 512;
-
-/// Whether `/proc/self/pagemap` shows real frame numbers to this process.
-fn pfns_visible(pagemap: &Fd) -> bool {
-    let mut probe: RawVec<u64> = RawVec::with_capacity(1);
-    probe.push(1); // touch the page so that it is present
-    let addr = probe.as_ptr() as usize & !(PAGE_SIZE - 1);
-    let mut entry = [0u64];
-    sys::read_pagemap(pagemap, addr, &mut entry).is_ok() && entry[0] & sys::PAGEMAP_PFN_MASK != 0
-}
-
 impl PmlSource {
     /// Open the model in `mode` over `engine` with `config`.
     pub fn open(mode: Mode, engine: Engine, config: PmlConfig) -> Result<PmlSource, DirtyError> {
         let name = mode.name();
-        let features = match engine {
-            Engine::Async => uapi::UFFD_FEATURE_WP_ASYNC | uapi::UFFD_FEATURE_WP_UNPOPULATED,
-            Engine::Sync => uapi::UFFD_FEATURE_WP_UNPOPULATED,
-        } as u64;
-        let uffd = Uffd::open(name, features, true)?;
-        let pagemap = sys::open_pagemap(name)?;
-        let visible = pfns_visible(&pagemap);
+        let (engine, pagemap) = KernelEngine::open(name, engine)?;
+        let visible = pagemap.pfns_visible();
         let machine = Machine::new(mode, config, pagemap, visible)?;
-        let mut regions = RawVec::with_capacity(SCAN_REGIONS);
-        for _ in 0..SCAN_REGIONS {
-            regions.push(uapi::page_region {
-                start: 0,
-                end: 0,
-                categories: 0,
-            });
-        }
-        let mut frames = RawVec::with_capacity(FRAME_CHUNK);
-        for _ in 0..FRAME_CHUNK {
-            frames.push(0);
-        }
         let inner = Arc::new(Inner {
             mode,
             engine,
             state: Mutex::new(State {
                 machine,
                 counters: Counters::default(),
-                regions,
-                runs: RawVec::new(),
-                frames,
-                engine_scans: 0,
-                engine_faults: 0,
+                scratch: EngineScratch::new(),
             }),
-            uffd,
-            stop: sys::eventfd()?,
             pfns_visible: visible,
         });
-        let handler = match engine {
-            Engine::Async => None,
-            Engine::Sync => {
-                let h = Arc::clone(&inner);
-                Some(
-                    std::thread::Builder::new()
-                        .name(format!("oohgc-{name}-sync"))
-                        .spawn(move || fault_handler(&h))
-                        .map_err(|e| DirtyError::Unavailable {
-                            source: name,
-                            reason: format!("cannot start the fault-handler thread: {e}"),
-                        })?,
-                )
-            }
+        let handler = if inner.engine.needs_handler_thread() {
+            let h = Arc::clone(&inner);
+            Some(
+                std::thread::Builder::new()
+                    .name(format!("oohgc-{name}-sync"))
+                    .spawn(move || fault_handler(&h))
+                    .map_err(|e| DirtyError::Unavailable {
+                        source: name,
+                        reason: format!("cannot start the fault-handler thread: {e}"),
+                    })?,
+            )
+        } else {
+            None
         };
         Ok(PmlSource { inner, handler })
     }
@@ -140,7 +89,7 @@ impl PmlSource {
 
     /// The kernel engine underneath.
     pub fn engine(&self) -> Engine {
-        self.inner.engine
+        self.inner.engine.kind()
     }
 
     /// Whether guest frames are real PFNs (else synthetic per page).
@@ -153,10 +102,11 @@ impl PmlSource {
     /// flush point: pending transitions are observed first.
     pub fn schedule_out(&self) -> Result<(), DirtyError> {
         let mut st = self.inner.lock();
-        if self.inner.engine == Engine::Async {
-            self.observe_async(&mut st)?;
-        }
-        st.machine.schedule_out();
+        let State {
+            machine, scratch, ..
+        } = &mut *st;
+        self.inner.engine.catch_up(machine, scratch)?;
+        machine.schedule_out();
         Ok(())
     }
 
@@ -175,89 +125,11 @@ impl PmlSource {
         let st = self.inner.lock();
         CostReport {
             mode: self.inner.mode,
-            engine: self.inner.engine,
+            engine: self.inner.engine.kind(),
             counts: st.machine.counts,
             measured_harvest_ns: st.counters.harvest_ns,
             measured_arm_ns: st.counters.arm_ns,
         }
-    }
-
-    /// Async engine: scan every tracked range (re-protecting what it
-    /// reports) and feed the written pages to the hardware model.
-    fn observe_async(&self, st: &mut State) -> Result<(), DirtyError> {
-        if !st.machine.armed {
-            return Ok(());
-        }
-        let State {
-            machine,
-            regions,
-            runs,
-            frames,
-            engine_scans,
-            ..
-        } = st;
-        runs.clear();
-        for (r, tr) in machine.ranges.iter().enumerate() {
-            *engine_scans +=
-                sys::pagemap_scan_written(machine.pagemap(), tr.range, regions, &mut |s, e| {
-                    runs.push((r, s, e))
-                })?;
-        }
-        let spml = machine.mode == Mode::Spml;
-        if !spml {
-            // EPML needs no frames: feed each range's pages in one stream.
-            let mut k = 0;
-            while k < runs.len() {
-                let r = runs[k].0;
-                let mut j = k;
-                while j < runs.len() && runs[j].0 == r {
-                    j += 1;
-                }
-                let start = machine.ranges[r].range.start;
-                let pages = runs[k..j]
-                    .iter()
-                    .flat_map(|&(_, s, e)| (s - start) / PAGE_SIZE..(e - start) / PAGE_SIZE);
-                machine.observe_indices(r, pages);
-                k = j;
-            }
-            return Ok(());
-        }
-        for &(r, start, end) in runs.iter() {
-            let range_start = machine.ranges[r].range.start;
-            let mut page = start;
-            while page < end {
-                let n = ((end - page) / PAGE_SIZE).min(FRAME_CHUNK);
-                if spml {
-                    sys::read_pagemap(machine.pagemap(), page, &mut frames[..n])?;
-                }
-                let first = (page - range_start) / PAGE_SIZE;
-                if spml {
-                    let tr = &machine.ranges[r];
-                    for k in 0..n {
-                        frames[k] = frame_of(
-                            frames[k],
-                            machine.spml.pfns_visible,
-                            tr.synthetic_frame(first + k),
-                        );
-                    }
-                }
-                machine.observe_run(r, first, n, if spml { &frames[..n] } else { &[] });
-                page += n * PAGE_SIZE;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The frame backing tracked page `va` given its pagemap entry.
-fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
-    match machine.range_of(va) {
-        Some(r) => {
-            let tr = &machine.ranges[r];
-            let i = (va as usize - tr.range.start) / PAGE_SIZE;
-            frame_of(entry, machine.spml.pfns_visible, tr.synthetic_frame(i))
-        }
-        None => 0,
     }
 }
 
@@ -265,84 +137,25 @@ fn machine_frame(machine: &Machine, va: u64, entry: u64) -> u64 {
 /// unprotect the page, both under the model lock.
 fn fault_handler(inner: &Inner) {
     crate::service_thread::announce_current_thread();
-    // SAFETY: uffd_msg is plain old data; all-zero is a valid value.
-    let mut msgs: [uapi::uffd_msg; 16] = unsafe { std::mem::zeroed() };
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: inner.uffd.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: inner.stop.0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: polls two descriptors we own, described by a local array.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            continue; // EINTR
-        }
-        if fds[1].revents != 0 {
-            return;
-        }
-        // SAFETY: reads whole messages into our local array.
-        let n = unsafe {
-            libc::read(
-                inner.uffd.raw(),
-                msgs.as_mut_ptr().cast(),
-                std::mem::size_of_val(&msgs),
-            )
-        };
-        if n <= 0 {
-            continue; // EAGAIN: another wake-up consumed it
-        }
-        let count = n as usize / std::mem::size_of::<uapi::uffd_msg>();
-        for msg in &msgs[..count] {
-            if msg.event as u32 != uapi::UFFD_EVENT_PAGEFAULT {
-                continue;
-            }
-            // SAFETY: a PAGEFAULT message carries the pagefault member.
-            let addr = unsafe { msg.arg.pagefault.address } as usize & !(PAGE_SIZE - 1);
-            let page = PageRange {
-                start: addr,
-                len: PAGE_SIZE,
-            };
-            let mut st = inner.lock();
-            st.engine_faults += 1;
-            if st.machine.armed {
-                let mut frame = 0;
-                if st.machine.mode == Mode::Spml {
-                    let mut entry = [0u64];
-                    if sys::read_pagemap(st.machine.pagemap(), addr, &mut entry).is_ok() {
-                        frame = machine_frame(&st.machine, addr as u64, entry[0]);
-                    } else {
-                        frame = machine_frame(&st.machine, addr as u64, 0);
-                    }
-                }
-                st.machine.observe(addr as u64, frame);
-            }
-            if inner.uffd.write_protect(page, false, true).is_err() {
-                // The range was unregistered meanwhile; let the thread go.
-                inner.uffd.wake(page);
-            }
-            drop(st);
-        }
-    }
+    inner.engine.serve_faults(&mut |address| {
+        let mut st = inner.lock();
+        let State {
+            machine, scratch, ..
+        } = &mut *st;
+        inner.engine.on_write_fault(machine, scratch, address);
+        drop(st);
+    });
 }
 
 impl Drop for PmlSource {
     fn drop(&mut self) {
         if let Some(h) = self.handler.take() {
-            sys::eventfd_signal(&self.inner.stop);
+            self.inner.engine.stop_handler();
             let _ = h.join();
         }
         let mut st = self.inner.lock();
         for tr in st.machine.ranges.iter() {
-            let _ = self.inner.uffd.write_protect(tr.range, false, true);
-            let _ = self.inner.uffd.unregister(tr.range);
+            self.inner.engine.release(tr.range);
         }
         let State { machine, .. } = &mut *st;
         let mut counts = machine.counts;
@@ -363,54 +176,24 @@ impl DirtySource for PmlSource {
     fn track(&self, range: PageRange) -> Result<(), DirtyError> {
         PageRange::new(range.start, range.len)?;
         let mut st = self.inner.lock();
-        self.inner.uffd.register(range)?;
-        let armed = st.machine.armed;
-        let result = st.machine.track(range).and_then(|()| {
-            if armed {
-                self.inner.uffd.write_protect(range, true, false)?;
-                if let Some(tr) = st.machine.ranges.last_mut() {
-                    tr.protection_installed = true;
-                }
-            }
-            Ok(())
-        });
-        if result.is_err() {
-            let _ = self.inner.uffd.unregister(range);
-        }
-        result
+        self.inner.engine.track(&mut st.machine, range)
     }
 
     fn untrack(&self, range: PageRange) -> Result<(), DirtyError> {
         let mut st = self.inner.lock();
-        if self.inner.engine == Engine::Async && st.machine.mode == Mode::Spml {
-            // Writes the kernel has seen but the model has not: log them
-            // before the range's frames stop resolving.
-            self.observe_async(&mut st)?;
-        }
-        st.machine.untrack(range)?;
-        // The caller may already have unmapped the range: then there is
-        // nothing left to unprotect or unregister.
-        let _ = self.inner.uffd.write_protect(range, false, true);
-        let _ = self.inner.uffd.unregister(range);
+        let State {
+            machine, scratch, ..
+        } = &mut *st;
+        self.inner.engine.before_untrack(machine, scratch)?;
+        machine.untrack(range)?;
+        self.inner.engine.release(range);
         Ok(())
     }
 
     fn arm(&self) -> Result<(), DirtyError> {
         let t0 = Instant::now();
         let mut st = self.inner.lock();
-        let machine = &mut st.machine;
-        for k in 0..machine.ranges.len() {
-            let range = machine.ranges[k].range;
-            if self.inner.engine == Engine::Async && machine.ranges[k].protection_installed {
-                // Still protected since it was tracked (during a cycle, after
-                // the last disarm): re-protect only what was written since
-                // (cheap), not the whole range.
-                sys::pagemap_reprotect_written(machine.pagemap(), range)?;
-            } else {
-                self.inner.uffd.write_protect(range, true, false)?;
-                machine.ranges[k].protection_installed = true;
-            }
-        }
+        self.inner.engine.arm(&mut st.machine)?;
         st.machine.arm();
         st.counters.arm_ns += elapsed_ns(t0);
         Ok(())
@@ -419,111 +202,43 @@ impl DirtySource for PmlSource {
     fn harvest(&self, sink: &mut dyn FnMut(PageRange)) -> Result<(), DirtyError> {
         let t0 = Instant::now();
         let mut st = self.inner.lock();
-        if self.inner.engine == Engine::Async {
-            self.observe_async(&mut st)?;
-        }
-        let armed = st.machine.armed;
         let State {
-            machine, counters, ..
+            machine,
+            counters,
+            scratch,
         } = &mut *st;
+        self.inner.engine.catch_up(machine, scratch)?;
+        let armed = machine.armed;
         machine.collect()?;
         let pages = machine.report();
-        // Under the sync engine re-protect each run before it is handed on.
-        let mut k = 0;
-        while armed && self.inner.engine == Engine::Sync && k < pages.len() {
-            let start = pages[k] as usize;
-            let mut end = start + PAGE_SIZE;
-            k += 1;
-            while k < pages.len() && pages[k] as usize == end {
-                end += PAGE_SIZE;
-                k += 1;
-            }
-            let run = PageRange {
-                start,
-                len: end - start,
-            };
-            self.inner.uffd.write_protect(run, true, false)?;
+        if armed {
+            self.inner.engine.reprotect_reported(pages)?;
         }
         counters.harvests += 1;
         counters.pages_reported += pages.len() as u64;
         counters.write_traps = machine.counts.get(super::cost::Event::EntriesLogged);
-        let mut k = 0;
-        while k < pages.len() {
-            let start = pages[k] as usize;
-            let mut end = start + PAGE_SIZE;
-            k += 1;
-            while k < pages.len() && pages[k] as usize == end {
-                end += PAGE_SIZE;
-                k += 1;
-            }
-            sink(PageRange {
-                start,
-                len: end - start,
-            });
-        }
+        for_each_run(pages, &mut |run| {
+            sink(run);
+            Ok(())
+        })?;
         counters.harvest_ns += elapsed_ns(t0);
         Ok(())
     }
 
-    /// Async engine: the protection stays (a first write between cycles
-    /// costs one fault resolved in the kernel, ~1 us; removing it from
-    /// 256 MiB costs 10-20 ms and re-installing it as much). Sync engine:
-    /// the protection is removed, or every first write would trap to the
-    /// handler thread.
+    /// Async engine: the kernel's scans see discarded pages as written.
+    /// Sync engine: the pages are logged now and protected again.
     fn discarded(&self, range: PageRange) -> Result<(), DirtyError> {
-        // The async engine sees discarded pages as written (PAGEMAP_SCAN).
-        // The sync engine's write-protection of anonymous pages is gone
-        // after MADV_DONTNEED: log the pages as written now (their contents
-        // changed: they read as zero) and protect them again, so the next
-        // write traps as usual.
-        if self.inner.engine == Engine::Async {
+        if self.inner.engine.sees_discards() {
             return Ok(());
         }
         let mut st = self.inner.lock();
-        if !st.machine.armed {
-            return Ok(());
-        }
-        let tracked: Option<PageRange> = st
-            .machine
-            .ranges
-            .iter()
-            .map(|tr| tr.range)
-            .find(|r| r.start <= range.start && range.end() <= r.end());
-        let Some(_) = tracked else {
-            return Ok(());
-        };
-        let mut addr = range.start;
-        while addr < range.end() {
-            let frame = if st.machine.mode == Mode::Spml {
-                machine_frame(&st.machine, addr as u64, 0)
-            } else {
-                0
-            };
-            st.machine.observe(addr as u64, frame);
-            addr += PAGE_SIZE;
-        }
-        self.inner.uffd.write_protect(range, true, false)?;
-        drop(st);
-        Ok(())
+        self.inner.engine.discarded(&mut st.machine, range)
     }
 
     fn disarm(&self) -> Result<(), DirtyError> {
         let mut st = self.inner.lock();
         st.machine.disarm();
-        // Both engines lift the protection until the next arm. Left in
-        // place, it would make every page first written between cycles
-        // take a write fault: a cost of the kernel substrate, not of PML
-        // (the hardware logs without trapping), and on an allocating
-        // program most of its tracking overhead. GCBench under epml ran in
-        // 0.83x the time (`oohgc-bench ab`, 10 pairs) once the async
-        // engine stopped keeping it; the next arm pays one full
-        // write-protect of the range instead (as pagemap-scan does by
-        // default, `DisarmPolicy::Unprotect`).
-        for tr in st.machine.ranges.iter_mut() {
-            self.inner.uffd.write_protect(tr.range, false, true)?;
-            tr.protection_installed = false;
-        }
-        Ok(())
+        self.inner.engine.disarm(&mut st.machine)
     }
 
     fn counters(&self) -> Counters {
@@ -538,9 +253,9 @@ impl DirtySource for PmlSource {
             let st = self.inner.lock();
             (
                 st.machine.counts,
-                st.machine.spml.stats,
-                st.engine_scans,
-                st.engine_faults,
+                st.machine.driver().reverse_map_stats(),
+                st.scratch.scans,
+                st.scratch.faults,
             )
         };
         let modelled = modelled_ns(self.inner.mode, &counts);

@@ -22,18 +22,34 @@
 //!   therefore exact unless frames change owner twice between two walks
 //!   in this interlocking way; synthetic frames (pages not present, or
 //!   PFNs hidden) are per page for ever and always resolve.
+//!
+//! Dirty flags: the EPT dirty flag of the frame backing each page, one
+//! word per page (0, or `FLAG_SET | frame`): a page that moved to a new
+//! frame has a clear flag again. The entry logged on a 0 -> 1 transition
+//! is the frame's guest-physical address.
+//!
+//! Owns: the pending frames, the frame table, the per-page walked frames,
+//! the `GuestDriver` (`driver.rs`) implementation for SPML. Must not touch: the ring's
+//! or the vCPU's internals (it uses the [`Hypervisor`] hypercalls and the
+//! ring's fetch), the kernel engines.
 
 use super::cost::{Event, EventCounts};
-use super::host::{Hypervisor, ModelHypervisor};
+use super::driver::{logged_pages, range_index, GuestDriver};
+use super::hardware::{LogOutcome, Vmcs};
+use super::host::{FlushOutcome, Hypervisor, ModelHypervisor};
 use super::model::TrackedRange;
 use super::reverse_map::{gfn_to_frame, FrameTable, SYNTHETIC_SLOT};
 use super::ring::Gfn;
-use super::sys::{self, Fd, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT};
+use super::Mode;
 use crate::contract::{DirtyError, PAGE_SIZE};
+use crate::pagemap::{Pagemap, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT};
 use crate::raw_vec::RawVec;
 
 /// Pagemap entries read per `pread` by the walk.
 const WALK_CHUNK_PAGES: usize = 4096;
+
+/// A dirty flag value: set, for frame `f`: `FLAG_SET | f`.
+const FLAG_SET: u64 = 1 << 63;
 
 /// Marks "no walk has seen this page yet".
 pub const FRAME_UNKNOWN: u64 = u64::MAX;
@@ -128,7 +144,7 @@ impl SpmlDriver {
     /// differs from the previous walk.
     pub(crate) fn walk_range(
         &mut self,
-        pagemap: &Fd,
+        pagemap: &Pagemap,
         tr: &mut TrackedRange,
         insert: bool,
         mut changed: Option<&mut RawVec<u64>>,
@@ -139,7 +155,7 @@ impl SpmlDriver {
         while done < pages {
             let n = (pages - done).min(WALK_CHUNK_PAGES);
             let addr = tr.range.start + done * PAGE_SIZE;
-            sys::read_pagemap(pagemap, addr, &mut self.scratch[..n])?;
+            pagemap.read(addr, &mut self.scratch[..n])?;
             for k in 0..n {
                 let i = done + k;
                 let va = (addr + k * PAGE_SIZE) as u64;
@@ -168,9 +184,9 @@ impl SpmlDriver {
     /// pending frame, and push the pages found (and the safety nets' pages)
     /// onto `out`. Returns true when a real frame did not resolve and every
     /// tracked page must be reported.
-    pub(crate) fn resolve(
+    fn resolve_pending(
         &mut self,
-        pagemap: &Fd,
+        pagemap: &Pagemap,
         ranges: &mut [TrackedRange],
         out: &mut RawVec<u64>,
         counts: &mut EventCounts,
@@ -208,5 +224,127 @@ impl SpmlDriver {
             self.stats.fallbacks += 1;
         }
         Ok(fallback)
+    }
+}
+
+impl GuestDriver for SpmlDriver {
+    fn mode(&self) -> Mode {
+        Mode::Spml
+    }
+
+    fn logs_frames(&self) -> bool {
+        true
+    }
+
+    fn flag_words(&self, pages: usize) -> usize {
+        pages
+    }
+
+    fn on_track(
+        &mut self,
+        pagemap: &Pagemap,
+        tr: &mut TrackedRange,
+        counts: &mut EventCounts,
+    ) -> Result<(), DirtyError> {
+        let pages = tr.range.pages();
+        tr.walked_frames.reserve(pages);
+        for _ in 0..pages {
+            tr.walked_frames.push(FRAME_UNKNOWN);
+        }
+        // The baseline walk: later walks report frame changes against it.
+        self.walk_range(pagemap, tr, false, None, counts)
+    }
+
+    fn arm(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        self.clear();
+        hv.enable_logging(counts);
+    }
+
+    fn disarm(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        hv.disable_logging(counts);
+    }
+
+    fn schedule_out(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        hv.schedule_out(counts);
+    }
+
+    fn schedule_in(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        hv.schedule_in(counts);
+    }
+
+    fn log_pages(
+        &self,
+        flags: &mut [u64],
+        _range_start: u64,
+        next: &mut usize,
+        end: usize,
+        first: usize,
+        frames: &[u64],
+        vmcs: &mut Vmcs,
+        counts: &mut EventCounts,
+    ) -> LogOutcome {
+        logged_pages(next, end, vmcs, counts, |k| {
+            let frame = frames[k - first];
+            (flags[k] != FLAG_SET | frame).then(|| {
+                flags[k] = FLAG_SET | frame;
+                frame * PAGE_SIZE as u64
+            })
+        })
+    }
+
+    fn on_log_full(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        match hv.handle_log_full_exit(counts) {
+            FlushOutcome::Copied => {}
+            FlushOutcome::IrqRaised | FlushOutcome::Stalled => {
+                if hv.take_irq() {
+                    self.on_irq(hv, counts);
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) {
+        hv.flush(counts);
+    }
+
+    fn fetch(&mut self, hv: &mut ModelHypervisor, counts: &mut EventCounts) -> bool {
+        self.drain_ring(hv, counts);
+        hv.ring_mut().used() == 0 && hv.vcpu.vmcs.entries_logged() == 0 && !hv.stalled()
+    }
+
+    fn resolve(
+        &mut self,
+        pagemap: &Pagemap,
+        ranges: &mut [TrackedRange],
+        out: &mut RawVec<u64>,
+        counts: &mut EventCounts,
+    ) -> Result<bool, DirtyError> {
+        self.resolve_pending(pagemap, ranges, out, counts)
+    }
+
+    fn clear_flags(&self, ranges: &mut [TrackedRange], pages: &[u64]) -> u64 {
+        let mut clears = 0;
+        let mut k = 0;
+        while k < pages.len() {
+            let Some(r) = range_index(ranges, pages[k]) else {
+                k += 1;
+                continue;
+            };
+            let tr = &mut ranges[r];
+            let start = tr.range.start as u64;
+            let end = tr.range.end() as u64;
+            let flags = tr.flags.as_mut_slice();
+            while k < pages.len() && pages[k] < end {
+                let i = ((pages[k] - start) / PAGE_SIZE as u64) as usize;
+                clears += (flags[i] != 0) as u64;
+                flags[i] = 0;
+                k += 1;
+            }
+        }
+        clears
+    }
+
+    fn reverse_map_stats(&self) -> SpmlStats {
+        self.stats
     }
 }
