@@ -136,3 +136,83 @@ fn libraries_loaded_and_unloaded_during_cycles() {
     );
     assert!(oohgc::stats().cycles > before);
 }
+
+/// `dl_iterate_phdr` with a callback that allocates, as
+/// `std::backtrace`'s first symbolization does (it pushes every object's
+/// name and segments to a `Vec`); 64 KiB per object, so that these
+/// allocations are the ones that cross the pacing line.
+fn list_libraries_allocating() -> u64 {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the Vec passed below; `info` is valid here.
+        let (names, info) = unsafe { (&mut *(data as *mut Vec<Vec<u64>>), &*info) };
+        names.push(vec![info.dlpi_addr; 8192]);
+        0
+    }
+    let mut names: Vec<Vec<u64>> = Vec::new();
+    // SAFETY: the callback only reads the info and pushes to `names`.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut names as *mut _ as *mut libc::c_void) };
+    names.len() as u64
+}
+
+#[test]
+fn child_symbolizes_backtraces_during_cycles() {
+    if !common::is_child() {
+        return; // Run only as the child of `backtraces_during_cycles_do_not_deadlock`.
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    // Threads list the loaded objects the way Rust's backtrace symbolizer
+    // does (allocating inside dl_iterate_phdr's callback, with the loader's
+    // lock held) while another allocates fast enough that cycles run back
+    // to back and pacing applies.
+    for i in 0..4 {
+        let stop = stop.clone();
+        // Three symbolize, one churns.
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                if i < 3 {
+                    n += list_libraries_allocating();
+                } else {
+                    common::churn(4);
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    stop.store(true, Ordering::Release);
+    for t in threads {
+        assert!(t.join().unwrap() > 0);
+    }
+    println!("cycles: {}", oohgc::stats().cycles);
+}
+
+#[test]
+fn backtraces_during_cycles_do_not_deadlock() {
+    if common::is_child() {
+        return;
+    }
+    let out = common::run_in_child_for(
+        "child_symbolizes_backtraces_during_cycles",
+        &[("OOHGC_INITIAL_HEAP", "64K"), ("OOHGC_VERIFY", "1")],
+        std::time::Duration::from_secs(90),
+    );
+    let status = out.status.unwrap_or_else(|| {
+        panic!(
+            "deadlock: a thread paced inside dl_iterate_phdr while the cycle waited for the loader lock\n{}",
+            out.stderr
+        )
+    });
+    assert!(
+        status.success(),
+        "{status:?}\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}

@@ -6,6 +6,15 @@
 //! never stops a thread half-way through loading a library whose statics
 //! already hold pointers.
 //!
+//!
+//! `dl_iterate_phdr` runs under the same lock: it holds the loader's lock
+//! while its callback runs, and a callback that allocates (Rust's backtrace
+//! symbolizer pushes to a `Vec` there) could otherwise be paced — made to
+//! wait for the running cycle — while that cycle waits for the loader's
+//! lock to list the library segments (found as a hang in tokio's `fs_file`
+//! suite under `pagemap-scan`). Under the libraries lock the caller is never
+//! paced, and the collector never lists segments while a caller is inside.
+//!
 //! Not covered: the C library's own internal loads (`__libc_dlopen_mode`,
 //! used for NSS and iconv modules), which do not go through these symbols;
 //! such modules hold no `Gc` pointers and are never unloaded by glibc.
@@ -16,10 +25,14 @@ use libc::{c_char, c_int, c_void};
 static REAL_DLOPEN: RealFn = RealFn::new(c"dlopen");
 static REAL_DLMOPEN: RealFn = RealFn::new(c"dlmopen");
 static REAL_DLCLOSE: RealFn = RealFn::new(c"dlclose");
+static REAL_DL_ITERATE_PHDR: RealFn = RealFn::new(c"dl_iterate_phdr");
 
 type DlopenFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
 type DlmopenFn = unsafe extern "C" fn(libc::Lmid_t, *const c_char, c_int) -> *mut c_void;
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type PhdrCallback =
+    Option<unsafe extern "C" fn(*mut libc::dl_phdr_info, libc::size_t, *mut c_void) -> c_int>;
+type DlIteratePhdrFn = unsafe extern "C" fn(PhdrCallback, *mut c_void) -> c_int;
 
 /// Interposed `dlopen(3)`.
 ///
@@ -67,4 +80,19 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     let r = unsafe { std::mem::transmute::<*mut c_void, DlcloseFn>(REAL_DLCLOSE.get())(handle) };
     crate::roots::libraries_changed();
     r
+}
+
+/// Interposed `dl_iterate_phdr(3)` (see the module doc).
+///
+/// # Safety
+/// As `dl_iterate_phdr(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn dl_iterate_phdr(callback: PhdrCallback, data: *mut c_void) -> c_int {
+    let _libraries = crate::roots::lock_libraries();
+    // SAFETY: the real dl_iterate_phdr has this signature; arguments pass through.
+    unsafe {
+        std::mem::transmute::<*mut c_void, DlIteratePhdrFn>(REAL_DL_ITERATE_PHDR.get())(
+            callback, data,
+        )
+    }
 }
