@@ -322,7 +322,7 @@ fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
             primary.name()
         ));
     }
-    if primary.capabilities().kernel_writes_need_pins {
+    if primary.capabilities().kernel_writes_need_pins && start_up_notes_wanted(cfg) {
         say_what_pins_miss(primary.name());
     }
     let Some(second) = cfg.cross_check else {
@@ -330,6 +330,7 @@ fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     };
     if oohgc_dirty::registry::capabilities_of(second).kernel_writes_need_pins
         && !primary.capabilities().kernel_writes_need_pins
+        && start_up_notes_wanted(cfg)
     {
         say_what_pins_miss(second);
     }
@@ -340,6 +341,15 @@ fn open_dirty_source(cfg: &Config) -> Result<Box<dyn DirtySource>, InitError> {
     Ok(Box::new(oohgc_dirty::cross_check::CrossCheck::new(
         primary, secondary,
     )))
+}
+
+/// Whether to print start-up notes that are advice, not errors (what a
+/// source cannot see): when stderr is a terminal, or with `OOHGC_STATS=1`.
+/// Not into a captured stderr: programs whose tests compare their stderr
+/// (ripgrep's do, for every `rg` they start) would fail on the note itself.
+fn start_up_notes_wanted(cfg: &Config) -> bool {
+    // SAFETY: isatty on fd 2 only queries it.
+    cfg.print_stats || unsafe { libc::isatty(2) } == 1
 }
 
 /// Under a source whose kernel writes need pins (`mprotect`), a system
