@@ -406,3 +406,50 @@ fn small_initial_heap_in_a_child() {
         "the child ran no test"
     );
 }
+
+#[test]
+fn child_starts_the_collector() {
+    if !common::is_child() {
+        return; // Run only as the child of `mprotect_names_what_it_cannot_cover`.
+    }
+    oohgc::init().unwrap();
+    oohgc::collect();
+}
+
+/// The classes of kernel writes no wrapper can see are named when
+/// `mprotect` starts — on a terminal or with `OOHGC_STATS=1` — and a
+/// captured stderr (which programs' tests compare) stays clean otherwise.
+#[test]
+fn mprotect_names_what_it_cannot_cover() {
+    if common::is_child() {
+        return;
+    }
+    let noted = run_in_child(
+        "child_starts_the_collector",
+        &[("OOHGC_DIRTY", "mprotect"), ("OOHGC_STATS", "1")],
+    );
+    common::assert_child_ok(&noted);
+    let err = String::from_utf8_lossy(&noted.stderr);
+    for uncovered in [
+        "raw syscall instructions",
+        "io_uring",
+        "POSIX AIO",
+        "process_vm_writev",
+        "internal calls",
+    ] {
+        assert!(
+            err.contains(uncovered),
+            "the note must name {uncovered:?}:\n{err}"
+        );
+    }
+    let quiet = run_in_child(
+        "child_starts_the_collector",
+        &[("OOHGC_DIRTY", "mprotect"), ("OOHGC_STATS", "0")],
+    );
+    common::assert_child_ok(&quiet);
+    let err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(
+        !err.contains("uncovered"),
+        "a captured stderr must stay clean:\n{err}"
+    );
+}
