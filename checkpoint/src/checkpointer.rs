@@ -118,19 +118,23 @@ impl Checkpointer {
     /// an open `Box<dyn DirtySource>`. A source this kernel cannot run is
     /// refused with the source's own reason.
     pub fn new(source: impl Into<SourceArg>) -> Result<Checkpointer, CheckpointError> {
-        let source = match source.into() {
-            SourceArg::Name(name) if name == "card" => None,
-            SourceArg::Name(name) => Some(oohgc_dirty::open(&name)?),
-            SourceArg::Source(s) if s.name() == "card" => None,
-            SourceArg::Source(s) => Some(s),
+        let refuse = |name: &str| {
+            CheckpointError::Usage(format!(
+                "the `{name}` source only sees pointer stores made through its write barrier; \
+                 a checkpoint needs every write: use one of {}",
+                usable_sources().collect::<Vec<_>>().join(", ")
+            ))
         };
-        let Some(source) = source else {
-            return Err(CheckpointError::Usage(
-                "the `card` source only sees pointer stores made through its write barrier; \
-                 a checkpoint needs every write: use epml, spml, pagemap-scan, uffd, mprotect, \
-                 soft-dirty or none"
-                    .into(),
-            ));
+        let source = match source.into() {
+            // Refused by what the table says, before (or without) opening it.
+            SourceArg::Name(name)
+                if oohgc_dirty::registry::capabilities_of(&name).needs_barrier =>
+            {
+                return Err(refuse(&name));
+            }
+            SourceArg::Name(name) => oohgc_dirty::open(&name)?,
+            SourceArg::Source(s) if s.capabilities().needs_barrier => return Err(refuse(s.name())),
+            SourceArg::Source(s) => s,
         };
         Ok(Checkpointer {
             source,
@@ -491,4 +495,13 @@ fn stage(
         });
     }
     slot
+}
+
+/// Every source a checkpoint can use, in the source table's order: all but
+/// those that see only barrier-marked stores (`card`).
+pub fn usable_sources() -> impl Iterator<Item = &'static str> {
+    oohgc_dirty::registry::SOURCES
+        .iter()
+        .filter(|s| !s.capabilities.needs_barrier)
+        .map(|s| s.name)
 }

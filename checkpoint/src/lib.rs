@@ -112,7 +112,7 @@ pub mod pages;
 pub mod restore;
 pub mod staging;
 
-pub use checkpointer::{Checkpointer, DumpReport, SourceArg};
+pub use checkpointer::{usable_sources, Checkpointer, DumpReport, SourceArg};
 pub use error::CheckpointError;
 pub use freeze::{
     fn_freezer, Freezer, NoFreeze, ThreadFreezer, ThreadRegistrar, ThreadRegistration,

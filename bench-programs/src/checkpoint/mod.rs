@@ -126,17 +126,6 @@ pub struct CheckpointArgs {
     pub params: Params,
 }
 
-/// The sources a checkpoint run accepts.
-pub const SOURCE_NAMES: &[&str] = &[
-    "epml",
-    "spml",
-    "pagemap-scan",
-    "uffd",
-    "mprotect",
-    "soft-dirty",
-    "none",
-];
-
 fn parse_workloads(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for w in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -162,10 +151,12 @@ fn parse_workloads(list: &str) -> Result<Vec<String>, String> {
 fn parse_sources(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !SOURCE_NAMES.contains(&s) {
+        if !oohgc_checkpoint::usable_sources().any(|n| n == s) {
             return Err(format!(
                 "unknown source {s:?} for checkpointing; allowed: {}",
-                SOURCE_NAMES.join(", ")
+                oohgc_checkpoint::usable_sources()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         out.push(s.to_string());
@@ -300,4 +291,15 @@ pub fn run(args: CheckpointArgs) -> Result<(), String> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod default_sources_tests {
+    /// The CLI's default list (a constant clap needs) is every source a
+    /// checkpoint can use, as the source table says.
+    #[test]
+    fn default_sources_are_the_usable_ones() {
+        let usable: Vec<&str> = oohgc_checkpoint::usable_sources().collect();
+        assert_eq!(super::DEFAULT_SOURCES, usable.join(","));
+    }
 }

@@ -7,25 +7,13 @@ use oohgc_checkpoint::{Checkpointer, PageRange, PAGE_SIZE};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Every source a checkpoint can use, by name (`card` cannot: it sees only
-/// barrier-marked pointer stores).
-pub const SOURCES: &[&str] = &[
-    "epml",
-    "spml",
-    "pagemap-scan",
-    "uffd",
-    "mprotect",
-    "soft-dirty",
-    "none",
-];
-
 /// The sources that open here; each refusal is printed with its reason.
 /// `none` always opens, so the list is never empty.
 pub fn available_sources() -> Vec<&'static str> {
     let mut out = Vec::new();
-    for name in SOURCES {
-        match Checkpointer::new(*name) {
-            Ok(_) => out.push(*name),
+    for name in oohgc_checkpoint::usable_sources() {
+        match Checkpointer::new(name) {
+            Ok(_) => out.push(name),
             Err(e) => eprintln!("note: source {name} skipped: {e}"),
         }
     }
